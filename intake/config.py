@@ -55,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp", "password_env", str, "", "Name of an environment variable holding the SMTP password."),
     Setting("smtp", "ca_file", str, "", "Extra CA bundle to verify the SMTP server's certificate."),
     Setting("smtp", "timeout", int, 30, "Seconds before an SMTP operation is abandoned (and retried later)."),
+    Setting("smtp", "auth", str, "password", "password (AUTH with username/password when a username is set) | oauth2 (XOAUTH2).", ("password", "oauth2")),
+    Setting("smtp", "oauth_mailbox", str, "", "With auth = oauth2: the [[mailboxes]] entry whose OAuth 2.0 app registration and account SMTP uses."),
     Setting("smtp", "message_id_domain", str, "", "Domain of our own Message-IDs; defaults to the from_address domain."),
     Setting("groups", "file", str, "groups.toml", "The groups file, relative to intake.toml."),
     Setting("ack", "enabled", bool, True, "Send acknowledgements at all."),
@@ -100,6 +102,18 @@ MAILBOX_SETTINGS: tuple[Setting, ...] = (
     Setting(MAILBOX_SECTION, "ack", bool, True, "Acknowledge interest arriving in this mailbox."),
     Setting(MAILBOX_SECTION, "timeout", int, 60, "Seconds before an IMAP operation is abandoned."),
     Setting(MAILBOX_SECTION, "enabled", bool, True, "Poll this mailbox."),
+    Setting(MAILBOX_SECTION, "auth", str, "password", "password | oauth2 (SASL XOAUTH2, e.g. Microsoft 365 / NHSmail).", ("password", "oauth2")),
+    Setting(MAILBOX_SECTION, "oauth_flow", str, "client_credentials", "client_credentials (app-only) | delegated (device-code sign-in once with `intake auth login`).", ("client_credentials", "delegated")),
+    Setting(MAILBOX_SECTION, "oauth_provider", str, "microsoft", "microsoft (msal) | generic (any OAuth 2.0 token endpoint, see oauth_token_url).", ("microsoft", "generic")),
+    Setting(MAILBOX_SECTION, "tenant", str, "", "Microsoft Entra tenant id or domain (microsoft provider)."),
+    Setting(MAILBOX_SECTION, "client_id", str, "", "OAuth 2.0 client (application) id."),
+    Setting(MAILBOX_SECTION, "client_secret", str, "", "OAuth 2.0 client secret (prefer client_secret_env)."),
+    Setting(MAILBOX_SECTION, "client_secret_env", str, "", "Name of an environment variable holding the client secret."),
+    Setting(MAILBOX_SECTION, "client_secret_expires", str, "", "Date the client secret expires (YYYY-MM-DD): `intake check` warns 30 days before."),
+    Setting(MAILBOX_SECTION, "oauth_scope", str, "https://outlook.office365.com/.default", "Scope requested (space-separated)."),
+    Setting(MAILBOX_SECTION, "oauth_token_url", str, "", "Token endpoint (generic provider)."),
+    Setting(MAILBOX_SECTION, "oauth_ca_file", str, "", "Extra CA bundle for the token endpoint."),
+    Setting(MAILBOX_SECTION, "token_cache", str, "", "Token cache file for the delegated flow (saved after every refresh); default var/tokens/<name>.json."),
 )
 
 
@@ -118,6 +132,17 @@ class MailboxConfig:
     ack: bool
     timeout: int
     enabled: bool
+    auth: str = "password"
+    oauth_flow: str = "client_credentials"
+    oauth_provider: str = "microsoft"
+    tenant: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    client_secret_expires: str = ""
+    oauth_scope: str = ""
+    oauth_token_url: str = ""
+    oauth_ca_file: str = ""
+    token_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -303,10 +328,30 @@ def _load_mailboxes(entries: Any, path: Path, env: Mapping[str, str]) -> tuple[M
             if env_name in env:
                 raw, source = env[env_name], f"environment {env_name}"
             vals[s.key] = _coerce(s, raw, source, f"{label}.{s.key}")
-        password = _secret(vals["password"], vals.pop("password_env"), env, path, f"{label}.password_env")
-        vals["password"] = password
+        vals["password"] = _secret(vals["password"], vals.pop("password_env"), env, path, f"{label}.password_env")
+        vals["client_secret"] = _secret(vals["client_secret"], vals.pop("client_secret_env"), env, path, f"{label}.client_secret_env")
+        if vals["auth"] == "oauth2":
+            _check_oauth(vals, path, label)
         result.append(MailboxConfig(**vals))
     return tuple(result)
+
+
+def _check_oauth(vals: dict[str, Any], path: Path, label: str) -> None:
+    required = ["client_id"]
+    if vals["oauth_provider"] == "microsoft":
+        required.append("tenant")
+    else:
+        required.append("oauth_token_url")
+    if vals["oauth_flow"] == "client_credentials":
+        required.append("client_secret")
+    for key in required:
+        if not vals[key]:
+            raise ConfigError(f"is required when auth = \"oauth2\"", file=str(path), key=f"{label}.{key}")
+    if vals["client_secret_expires"]:
+        try:
+            dt.date.fromisoformat(vals["client_secret_expires"])
+        except ValueError:
+            raise ConfigError("must be a date YYYY-MM-DD", file=str(path), key=f"{label}.client_secret_expires") from None
 
 
 def london_date(value: Any, file: str, key: str) -> dt.datetime:

@@ -1,0 +1,357 @@
+"""One poll of one mailbox, end to end: fetch, dedupe, parse, classify, route, store, ack.
+
+The only module that sees both the pure core and the I/O edges; it receives its ports
+(the mailbox opener, the acknowledger, the cipher, the clock) as arguments.
+
+Guarantees (see README "Reliability"):
+- a batch of messages, their applications, their outbox rows and the mailbox checkpoint
+  commit in ONE transaction; only after that commit is the server touched (move_to);
+- re-polling is harmless: a message already recorded at (mailbox, UIDVALIDITY, UID), or
+  with a known Message-ID / content hash, or tombstoned by an erasure, is not processed again;
+- one message that breaks our code is quarantined with its raw bytes and the reason, inside
+  a savepoint, and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import traceback
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email import policy as email_policy
+from typing import Callable, ContextManager, Iterator, Protocol, Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake import store
+from intake.applicant import extract_applicant
+from intake.classify import ClassifyContext, classify, find_references
+from intake.clock import Clock
+from intake.config import MailboxConfig, Settings
+from intake.domain import TRIAGE, InboundMessage, Kind, RawMessage, Route, Verdict
+from intake.errors import MailboxError
+from intake.models import Application, AttachmentRow, MailboxState, Message, Quarantine, RawMessageRow
+from intake.parsing import UnparseableMessage, parse
+from intake.routing import route
+
+log = logging.getLogger(__name__)
+
+
+class MailboxPort(Protocol):
+    """What the pipeline needs from an open mailbox (intake.imap.ImapMailbox provides it)."""
+
+    uidvalidity: int
+
+    def uids_after(self, last_uid: int) -> list[int]: ...
+    def fetch(self, uids: Sequence[int], *, batch_size: int = 200) -> Iterator[RawMessage]: ...
+    def move(self, uids: Sequence[int], folder: str) -> None: ...
+
+
+class AckPort(Protocol):
+    def enqueue(self, session: Session, *, inbound: InboundMessage, message: Message, verdict: Verdict,
+                applications: list[Application], mailbox: MailboxConfig,
+                mailbox_first_connected_at: dt.datetime | None) -> object | None: ...
+    def record_bounce(self, session: Session, inbound: InboundMessage) -> list[object]: ...
+
+
+class CipherPort(Protocol):
+    def seal(self, data: bytes) -> tuple[bytes, bool]: ...
+
+
+class PlainCipher:
+    """Stores bytes as they are (used when no encryption key is configured)."""
+
+    enabled = False
+
+    def seal(self, data: bytes) -> tuple[bytes, bool]:
+        return data, False
+
+
+@dataclass
+class Ports:
+    open_mailbox: Callable[[MailboxConfig], ContextManager[MailboxPort]]
+    acknowledger: AckPort | None
+    cipher: CipherPort
+    clock: Clock
+
+
+@dataclass
+class PollReport:
+    mailbox: str
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    acks_queued: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.mailbox}: FAILED: {self.error}"
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items())) or "nothing new"
+        return (f"{self.mailbox}: fetched {self.fetched}, stored {self.stored}, duplicates {self.duplicates}, "
+                f"quarantined {self.quarantined}, acks queued {self.acks_queued} ({kinds})")
+
+
+def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, ports: Ports) -> PollReport:
+    """Poll one mailbox once. A mailbox failure is recorded and reported, never raised."""
+    report = PollReport(mailbox=mailbox.name)
+    now = ports.clock.now()
+    try:
+        with ports.open_mailbox(mailbox) as box:
+            _drain(sessions, settings, mailbox, box, ports, report)
+    except MailboxError as exc:
+        report.error = exc.reason
+        log.error("mailbox %s failed: %s", mailbox.name, exc.reason, extra={"mailbox": mailbox.name})
+        _record_failure(sessions, mailbox, now, exc.reason)
+        return report
+    _record_success(sessions, mailbox, ports.clock.now())
+    return report
+
+
+def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, box: MailboxPort,
+           ports: Ports, report: PollReport) -> None:
+    with sessions.begin() as session:
+        state = store.mailbox_state(session, mailbox.name, mailbox.folder)
+        if state.uidvalidity != box.uidvalidity:
+            if state.uidvalidity is not None:
+                # The server renumbered the folder: read it all again; dedupe by Message-ID
+                # and content hash makes that harmless.
+                log.warning("mailbox %s: UIDVALIDITY changed %s -> %s; re-reading the folder",
+                            mailbox.name, state.uidvalidity, box.uidvalidity)
+            state.uidvalidity = box.uidvalidity
+            state.last_uid = 0
+        if state.first_connected_at is None:
+            state.first_connected_at = ports.clock.now()
+        last_uid, first_connected = state.last_uid, state.first_connected_at
+    all_new = box.uids_after(last_uid)
+    if mailbox.move_to:
+        _finish_pending_moves(box, mailbox, last_uid)
+    batch_size = settings["worker.batch_size"]
+    remaining = len(all_new)
+    for start in range(0, len(all_new), batch_size):
+        uids = all_new[start:start + batch_size]
+        raws = list(box.fetch(uids, batch_size=batch_size))
+        report.fetched += len(raws)
+        remaining -= len(uids)
+        with sessions.begin() as session:
+            for raw in raws:
+                _ingest_one(session, settings, mailbox, raw, ports, report, first_connected)
+            state = store.mailbox_state(session, mailbox.name, mailbox.folder)
+            state.last_uid = max(uids)
+            state.backlog = remaining
+        if mailbox.move_to:
+            box.move(uids, mailbox.move_to)
+
+
+def _finish_pending_moves(box: MailboxPort, mailbox: MailboxConfig, last_uid: int) -> None:
+    """Messages stored by an earlier run that stopped before moving them."""
+    leftover = [uid for uid in box.uids_after(0) if uid <= last_uid]
+    if leftover:
+        box.move(leftover, mailbox.move_to)
+
+
+def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, raw: RawMessage, ports: Ports,
+                report: PollReport, first_connected: dt.datetime | None) -> None:
+    """Store one fetched message exactly once; quarantine it if our code fails on it."""
+    if store.known_sources(session, [raw.ref]):
+        report.duplicates += 1
+        return
+    content_hash = raw.content_hash
+    header_mid = _quick_message_id(raw.data)
+    key = store.message_id_key(header_mid, content_hash)
+    existing = store.messages_by_key(session, [key]).get(key) or store.messages_by_hash(session, [content_hash]).get(content_hash)
+    if existing is not None:
+        # The same message seen again (another group mailbox, or a re-read folder).
+        store.add_source(session, existing, raw.ref)
+        report.duplicates += 1
+        return
+    if store.tombstoned(session, [content_hash], [_mid_hash(header_mid)]) or store.quarantined_hashes(session, [content_hash]):
+        report.duplicates += 1
+        return
+    try:
+        with session.begin_nested():
+            outcome = process_raw(session, settings, mailbox, raw, ports, first_connected, key=key)
+    except Exception as exc:  # the per-message guard: one bad message must not stop the mailbox
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        log.exception("mailbox %s uid %s quarantined: %s", mailbox.name, raw.ref.uid, reason)
+        _quarantine(session, raw, ports, reason + "\n" + traceback.format_exc(limit=5))
+        report.quarantined += 1
+        return
+    report.stored += 1
+    report.kinds[outcome.kind] = report.kinds.get(outcome.kind, 0) + 1
+    report.acks_queued += int(outcome.ack_queued)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    ack_queued: bool = False
+
+
+def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, raw: RawMessage, ports: Ports,
+                first_connected: dt.datetime | None, *, key: str) -> Outcome:
+    """Parse, decide and store one new message in the caller's transaction."""
+    now = ports.clock.now()
+    try:
+        inbound = parse(raw.data, max_bytes=settings["worker.max_message_bytes"])
+    except UnparseableMessage as exc:
+        _store_unparseable(session, mailbox, raw, ports, key, exc.reason, now)
+        _quarantine(session, raw, ports, f"unparseable: {exc.reason}")
+        return Outcome(Kind.UNPARSEABLE.value)
+    ctx = _classify_context(session, settings, inbound)
+    verdict = classify(inbound, ctx)
+    message = _store_message(session, mailbox, raw, inbound, verdict, ports, key, now)
+    applications: list[Application] = []
+    if verdict.kind is Kind.INTEREST:
+        applications = _apply_interest(session, settings, mailbox, inbound, message)
+    elif verdict.kind in (Kind.FOLLOW_UP, Kind.WITHDRAWAL):
+        applications = _apply_to_thread(session, inbound, message, verdict)
+    elif verdict.kind is Kind.BOUNCE and ports.acknowledger is not None:
+        ports.acknowledger.record_bounce(session, inbound)
+    message.groups = sorted({a.group_code for a in applications}) or message.groups
+    row = None
+    if ports.acknowledger is not None:
+        row = ports.acknowledger.enqueue(session, inbound=inbound, message=message, verdict=verdict,
+                                         applications=applications, mailbox=mailbox,
+                                         mailbox_first_connected_at=first_connected)
+    return Outcome(verdict.kind.value, ack_queued=row is not None)
+
+
+def _classify_context(session: Session, settings: Settings, inbound: InboundMessage) -> ClassifyContext:
+    thread_ids = ([inbound.in_reply_to] if inbound.in_reply_to else []) + list(inbound.references)
+    sender = (inbound.reply_to or inbound.from_)
+    return ClassifyContext(
+        own_addresses=settings.own_addresses,
+        message_id_domain=settings.message_id_domain,
+        known_message_ids=store.known_message_ids(session, thread_ids),
+        known_references=store.known_references(session, find_references(inbound.subject)),
+        sender_has_application=bool(sender and store.applications_of(session, sender.email)),
+    )
+
+
+def _store_message(session: Session, mailbox: MailboxConfig, raw: RawMessage, inbound: InboundMessage,
+                   verdict: Verdict, ports: Ports, key: str, now: dt.datetime) -> Message:
+    message = Message(
+        message_id=inbound.message_id, message_id_key=key, content_hash=raw.content_hash, mailbox=mailbox.name,
+        kind=verdict.kind.value, reason=verdict.reason, groups=[],
+        from_address=inbound.from_.email if inbound.from_ else "", from_name=inbound.from_.name if inbound.from_ else "",
+        reply_to=inbound.reply_to.email if inbound.reply_to else "", to_addresses=list(inbound.recipients),
+        subject=inbound.subject, in_reply_to=inbound.in_reply_to, references=list(inbound.references),
+        received_at=_received_at(raw, inbound, now), fetched_at=now, size=len(raw.data), oversize=inbound.oversize,
+        body_text=inbound.text, body_html=inbound.html,
+    )
+    sealed, encrypted = ports.cipher.seal(raw.data)
+    message.raw = RawMessageRow(data=sealed, encrypted=encrypted, stored_at=now)
+    for att in inbound.attachments:
+        data, enc = ports.cipher.seal(att.data)
+        message.attachments.append(AttachmentRow(filename=att.filename, content_type=att.content_type,
+                                                 size=att.size, data=data, encrypted=enc))
+    session.add(message)
+    session.flush()
+    store.add_source(session, message, raw.ref)
+    return message
+
+
+def _received_at(raw: RawMessage, inbound: InboundMessage, now: dt.datetime) -> dt.datetime:
+    """When the mail reached us: the server's INTERNALDATE (the sender cannot forge it)."""
+    for candidate in (raw.internal_date, inbound.date):
+        if candidate is not None and candidate <= now + dt.timedelta(days=1):
+            return candidate if candidate.tzinfo else candidate.replace(tzinfo=dt.timezone.utc)
+    return now
+
+
+def _apply_interest(session: Session, settings: Settings, mailbox: MailboxConfig, inbound: InboundMessage,
+                    message: Message) -> list[Application]:
+    routed: Route = route(inbound, settings.groups, mailbox_group=mailbox.group)
+    message.groups = list(routed.groups)
+    message.route_reason = routed.reason
+    applicant = extract_applicant(inbound)
+    if applicant is None:
+        message.reason = f"{message.reason}; no valid sender address, no application created"
+        return []
+    apps = []
+    for code in routed.groups:
+        app, created = store.get_or_create_application(session, applicant, code, message.received_at, routed.reason)
+        if not created:
+            app.needs_attention = True
+        store.link(session, app, message)
+        apps.append(app)
+    return apps
+
+
+def _apply_to_thread(session: Session, inbound: InboundMessage, message: Message, verdict: Verdict) -> list[Application]:
+    thread_ids = ([inbound.in_reply_to] if inbound.in_reply_to else []) + list(inbound.references)
+    apps = store.applications_for_thread(session, thread_ids, find_references(inbound.subject))
+    sender = inbound.reply_to or inbound.from_
+    if not apps and sender is not None:
+        apps = store.applications_of(session, sender.email)
+    for app in apps:
+        store.link(session, app, message)
+        if verdict.kind is Kind.WITHDRAWAL:
+            if app.status != "withdrawn":
+                app.status = "withdrawn"
+                app.status_changed_at = message.fetched_at
+        else:
+            app.needs_attention = True
+    if not apps:
+        message.reason = f"{message.reason}; no matching application"
+    return apps
+
+
+def _store_unparseable(session: Session, mailbox: MailboxConfig, raw: RawMessage, ports: Ports, key: str,
+                       reason: str, now: dt.datetime) -> None:
+    message = Message(message_id="", message_id_key=key, content_hash=raw.content_hash, mailbox=mailbox.name,
+                      kind=Kind.UNPARSEABLE.value, reason=reason, groups=[], received_at=raw.internal_date or now,
+                      fetched_at=now, size=len(raw.data), acknowledge=False, ack_skip_reason="unparseable")
+    session.add(message)
+    session.flush()
+    store.add_source(session, message, raw.ref)
+
+
+def _quarantine(session: Session, raw: RawMessage, ports: Ports, reason: str) -> None:
+    data, encrypted = ports.cipher.seal(raw.data)
+    session.add(Quarantine(mailbox=raw.ref.mailbox, uidvalidity=raw.ref.uidvalidity, uid=raw.ref.uid,
+                           content_hash=raw.content_hash, data=data, encrypted=encrypted, reason=reason[:4000],
+                           created_at=ports.clock.now()))
+    session.flush()
+
+
+def _quick_message_id(data: bytes) -> str:
+    """The Message-ID from the header block only (cheap; the full parse comes later)."""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:256 * 1024]
+    try:
+        headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
+        return str(headers.get("Message-ID", "") or "").strip()
+    except Exception:  # a header block the stdlib cannot read: fall back to the content hash
+        return ""
+
+
+def _mid_hash(message_id: str) -> str:
+    mid = message_id.strip().strip("<>").strip().lower()
+    return hashlib.sha256(mid.encode("utf-8", "replace")).hexdigest() if mid else ""
+
+
+def _record_failure(sessions: sessionmaker[Session], mailbox: MailboxConfig, now: dt.datetime, reason: str) -> None:
+    with contextlib.suppress(Exception):  # a broken database must not hide the mailbox error
+        with sessions.begin() as session:
+            state = store.mailbox_state(session, mailbox.name, mailbox.folder)
+            state.last_poll_at = now
+            state.last_error = reason
+            state.consecutive_failures = (state.consecutive_failures or 0) + 1
+            delay = min(3600, 30 * 2 ** min(state.consecutive_failures - 1, 7))
+            state.next_attempt_at = now + dt.timedelta(seconds=delay)
+
+
+def _record_success(sessions: sessionmaker[Session], mailbox: MailboxConfig, now: dt.datetime) -> None:
+    with sessions.begin() as session:
+        state = store.mailbox_state(session, mailbox.name, mailbox.folder)
+        state.last_poll_at = now
+        state.last_success_at = now
+        state.last_error = None
+        state.consecutive_failures = 0
+        state.next_attempt_at = None

@@ -1,0 +1,187 @@
+"""The queries and writes the pipeline needs, kept out of the pipeline's flow.
+
+Every function takes the caller's Session: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from intake.domain import Applicant, SourceRef
+from intake.models import (
+    Application,
+    ApplicationMessage,
+    Message,
+    MessageSource,
+    MailboxState,
+    Outbox,
+    Quarantine,
+    Tombstone,
+)
+
+REFERENCE_PREFIX = "BLFI"
+
+
+def message_id_key(message_id: str, content_hash: str) -> str:
+    """The dedupe key: the normalised Message-ID, or the content hash when there is none."""
+    mid = message_id.strip().strip("<>").strip().lower()
+    return mid if mid else f"hash:{content_hash}"
+
+
+def reference_for(application_id: int) -> str:
+    return f"{REFERENCE_PREFIX}-{application_id:06d}"
+
+
+def mailbox_state(session: Session, name: str, folder: str) -> MailboxState:
+    state = session.get(MailboxState, name)
+    if state is None:
+        state = MailboxState(name=name, folder=folder, last_uid=0, consecutive_failures=0, backlog=0)
+        session.add(state)
+        session.flush()
+    return state
+
+
+def known_sources(session: Session, refs: Sequence[SourceRef]) -> set[tuple[str, int, int]]:
+    """Which of these (mailbox, uidvalidity, uid) were already recorded."""
+    if not refs:
+        return set()
+    mailbox, uidvalidity = refs[0].mailbox, refs[0].uidvalidity
+    uids = [r.uid for r in refs]
+    rows = session.execute(
+        select(MessageSource.uid).where(
+            MessageSource.mailbox == mailbox, MessageSource.uidvalidity == uidvalidity, MessageSource.uid.in_(uids)
+        )
+    ).scalars()
+    found = {(mailbox, uidvalidity, uid) for uid in rows}
+    quarantined = session.execute(
+        select(Quarantine.uid).where(
+            Quarantine.mailbox == mailbox, Quarantine.uidvalidity == uidvalidity, Quarantine.uid.in_(uids)
+        )
+    ).scalars()
+    found.update((mailbox, uidvalidity, uid) for uid in quarantined)
+    return found
+
+
+def messages_by_key(session: Session, keys: Iterable[str]) -> dict[str, Message]:
+    keys = list(set(keys))
+    if not keys:
+        return {}
+    rows = session.execute(select(Message).where(Message.message_id_key.in_(keys))).scalars()
+    return {m.message_id_key: m for m in rows}
+
+
+def messages_by_hash(session: Session, hashes: Iterable[str]) -> dict[str, Message]:
+    hashes = list(set(hashes))
+    if not hashes:
+        return {}
+    rows = session.execute(select(Message).where(Message.content_hash.in_(hashes))).scalars()
+    return {m.content_hash: m for m in rows}
+
+
+def quarantined_hashes(session: Session, hashes: Iterable[str]) -> set[str]:
+    hashes = list(set(hashes))
+    if not hashes:
+        return set()
+    return set(session.execute(select(Quarantine.content_hash).where(Quarantine.content_hash.in_(hashes))).scalars())
+
+
+def tombstoned(session: Session, hashes: Iterable[str], message_id_hashes: Iterable[str]) -> set[str]:
+    """Content hashes and message-id hashes among these that were erased."""
+    hashes, mids = list(set(hashes)), [h for h in set(message_id_hashes) if h]
+    found: set[str] = set()
+    if hashes:
+        found.update(session.execute(select(Tombstone.content_hash).where(Tombstone.content_hash.in_(hashes))).scalars())
+    if mids:
+        found.update(session.execute(select(Tombstone.message_id_hash).where(Tombstone.message_id_hash.in_(mids))).scalars())
+    return found
+
+
+def add_source(session: Session, message: Message, ref: SourceRef) -> None:
+    session.add(MessageSource(message_pk=message.id, mailbox=ref.mailbox, uidvalidity=ref.uidvalidity, uid=ref.uid))
+
+
+def known_message_ids(session: Session, ids: Iterable[str]) -> frozenset[str]:
+    """Which of these Message-IDs (without <>) we stored or sent."""
+    ids = [i.strip().strip("<>").lower() for i in ids if i and i.strip()]
+    if not ids:
+        return frozenset()
+    stored = session.execute(select(Message.message_id_key).where(Message.message_id_key.in_(ids))).scalars()
+    sent = session.execute(select(func.lower(Outbox.message_id)).where(func.lower(Outbox.message_id).in_(ids))).scalars()
+    return frozenset(set(stored) | set(sent))
+
+
+def known_references(session: Session, references: Iterable[str]) -> frozenset[str]:
+    refs = [r.upper() for r in references]
+    if not refs:
+        return frozenset()
+    return frozenset(session.execute(select(Application.reference).where(Application.reference.in_(refs))).scalars())
+
+
+def applications_of(session: Session, email: str) -> list[Application]:
+    return list(session.execute(select(Application).where(Application.email == email.lower()).order_by(Application.id)).scalars())
+
+
+def applications_for_thread(session: Session, message_ids: Iterable[str], references: Iterable[str]) -> list[Application]:
+    """Applications a reply belongs to: via the messages/outbox rows it answers, or a reference token."""
+    ids = [i.strip().strip("<>").lower() for i in message_ids if i]
+    found: dict[int, Application] = {}
+    if ids:
+        for app in session.execute(
+            select(Application).join(ApplicationMessage).join(Message, Message.id == ApplicationMessage.message_pk)
+            .where(Message.message_id_key.in_(ids))
+        ).scalars():
+            found[app.id] = app
+        for row in session.execute(select(Outbox).where(func.lower(Outbox.message_id).in_(ids))).scalars():
+            for app in row.applications:
+                found[app.id] = app
+    refs = [r.upper() for r in references]
+    if refs:
+        for app in session.execute(select(Application).where(Application.reference.in_(refs))).scalars():
+            found[app.id] = app
+    return [found[k] for k in sorted(found)]
+
+
+def get_or_create_application(session: Session, applicant: Applicant, group_code: str, received_at: dt.datetime,
+                              route_reason: str) -> tuple[Application, bool]:
+    """The person's application to this group, created when missing (one per person per group)."""
+    email = applicant.email.lower()
+    existing = session.execute(
+        select(Application).where(Application.email == email, Application.group_code == group_code)
+    ).scalar_one_or_none()
+    if existing is not None:
+        _fill_blanks(existing, applicant)
+        return existing, False
+    app = Application(
+        group_code=group_code, status="new", email=email, name=applicant.name, job_title=applicant.job_title,
+        organisation=applicant.organisation, received_at=received_at, route_reason=route_reason,
+    )
+    try:
+        with session.begin_nested():
+            session.add(app)
+            session.flush()
+    except IntegrityError:
+        # Another worker created it between our SELECT and INSERT: use theirs.
+        existing = session.execute(
+            select(Application).where(Application.email == email, Application.group_code == group_code)
+        ).scalar_one()
+        return existing, False
+    app.reference = reference_for(app.id)
+    return app, True
+
+
+def _fill_blanks(app: Application, applicant: Applicant) -> None:
+    """A later message may know more (a signature the first lacked); never overwrite edits."""
+    for field in ("name", "job_title", "organisation"):
+        if not getattr(app, field) and getattr(applicant, field):
+            setattr(app, field, getattr(applicant, field))
+
+
+def link(session: Session, app: Application, message: Message) -> None:
+    exists = session.get(ApplicationMessage, (app.id, message.id))
+    if exists is None:
+        session.add(ApplicationMessage(application_id=app.id, message_pk=message.id))
