@@ -45,7 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker", "batch_size", int, 200, "Messages fetched and stored per transaction."),
     Setting("worker", "max_message_bytes", int, 25 * 1024 * 1024, "Messages larger than this are stored and flagged, not parsed in full."),
     Setting("worker", "delivery_interval", int, 10, "Seconds between runs of the outbox delivery job."),
-    Setting("worker", "quarantine_after", int, 3, "A message that fails this many times is quarantined with its raw bytes."),
+    Setting("worker", "lease_seconds", int, 300, "A worker's claim on a mailbox expires after this long without renewal (several workers on PostgreSQL)."),
     Setting("smtp", "host", str, "127.0.0.1", "SMTP server for outgoing mail."),
     Setting("smtp", "port", int, 1025, "SMTP port."),
     Setting("smtp", "security", str, "none", "none | starttls | tls. TLS certificates are always verified.", SECURITY_MODES),
@@ -102,6 +102,7 @@ MAILBOX_SETTINGS: tuple[Setting, ...] = (
     Setting(MAILBOX_SECTION, "ack", bool, True, "Acknowledge interest arriving in this mailbox."),
     Setting(MAILBOX_SECTION, "timeout", int, 60, "Seconds before an IMAP operation is abandoned."),
     Setting(MAILBOX_SECTION, "enabled", bool, True, "Poll this mailbox."),
+    Setting(MAILBOX_SECTION, "idle", bool, True, "Keep a connection in IMAP IDLE (when the server advertises it) so new mail is processed at once; the scheduled poll stays as a safety net."),
     Setting(MAILBOX_SECTION, "auth", str, "password", "password | oauth2 (SASL XOAUTH2, e.g. Microsoft 365 / NHSmail).", ("password", "oauth2")),
     Setting(MAILBOX_SECTION, "oauth_flow", str, "client_credentials", "client_credentials (app-only) | delegated (device-code sign-in once with `intake auth login`).", ("client_credentials", "delegated")),
     Setting(MAILBOX_SECTION, "oauth_provider", str, "microsoft", "microsoft (msal) | generic (any OAuth 2.0 token endpoint, see oauth_token_url).", ("microsoft", "generic")),
@@ -132,6 +133,7 @@ class MailboxConfig:
     ack: bool
     timeout: int
     enabled: bool
+    idle: bool = True
     auth: str = "password"
     oauth_flow: str = "client_credentials"
     oauth_provider: str = "microsoft"

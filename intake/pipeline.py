@@ -24,6 +24,7 @@ from email.parser import BytesHeaderParser
 from email import policy as email_policy
 from typing import Callable, ContextManager, Iterator, Protocol, Sequence
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import store
@@ -32,7 +33,7 @@ from intake.classify import ClassifyContext, classify, find_references
 from intake.clock import Clock
 from intake.config import MailboxConfig, Settings
 from intake.domain import TRIAGE, InboundMessage, Kind, RawMessage, Route, Verdict
-from intake.errors import MailboxError
+from intake.errors import MailboxError, MailboxUnavailable
 from intake.models import Application, AttachmentRow, MailboxState, Message, Quarantine, RawMessageRow
 from intake.parsing import UnparseableMessage, parse
 from intake.routing import route
@@ -88,8 +89,11 @@ class PollReport:
     acks_queued: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    skipped: str | None = None
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"{self.mailbox}: skipped ({self.skipped})"
         if self.error:
             return f"{self.mailbox}: FAILED: {self.error}"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items())) or "nothing new"
@@ -97,24 +101,40 @@ class PollReport:
                 f"quarantined {self.quarantined}, acks queued {self.acks_queued} ({kinds})")
 
 
-def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, ports: Ports) -> PollReport:
-    """Poll one mailbox once. A mailbox failure is recorded and reported, never raised."""
+def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, ports: Ports,
+                 *, worker: str = "local") -> PollReport:
+    """Poll one mailbox once. A mailbox failure is recorded and reported, never raised.
+
+    Several workers may share one database: a lease on the mailbox's state row (renewed
+    every batch, expiring so a dead worker's mailbox is taken over) lets one poll at a time.
+    """
     report = PollReport(mailbox=mailbox.name)
     now = ports.clock.now()
+    lease = store.Lease(mailbox.name, mailbox.folder, worker, settings["worker.lease_seconds"])
+    with sessions.begin() as session:
+        holder = lease.acquire(session, now)
+    if holder is not None:
+        report.error = None
+        report.skipped = f"being polled by {holder}"
+        return report
     try:
         with ports.open_mailbox(mailbox) as box:
-            _drain(sessions, settings, mailbox, box, ports, report)
+            _drain(sessions, settings, mailbox, box, ports, report, lease)
     except MailboxError as exc:
         report.error = exc.reason
         log.error("mailbox %s failed: %s", mailbox.name, exc.reason, extra={"mailbox": mailbox.name})
         _record_failure(sessions, mailbox, now, exc.reason)
         return report
+    finally:
+        with contextlib.suppress(Exception):  # an expiring lease is the fallback
+            with sessions.begin() as session:
+                lease.release(session)
     _record_success(sessions, mailbox, ports.clock.now())
     return report
 
 
 def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, box: MailboxPort,
-           ports: Ports, report: PollReport) -> None:
+           ports: Ports, report: PollReport, lease: "store.Lease") -> None:
     with sessions.begin() as session:
         state = store.mailbox_state(session, mailbox.name, mailbox.folder)
         if state.uidvalidity != box.uidvalidity:
@@ -139,6 +159,10 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
         report.fetched += len(raws)
         remaining -= len(uids)
         with sessions.begin() as session:
+            if not lease.renew(session, ports.clock.now()):
+                # We stalled past the lease and another worker took over: stop without
+                # committing; it re-reads these messages from the unchanged checkpoint.
+                raise MailboxUnavailable(mailbox.name, "lease lost to another worker")
             for raw in raws:
                 _ingest_one(session, settings, mailbox, raw, ports, report, first_connected)
             state = store.mailbox_state(session, mailbox.name, mailbox.folder)
@@ -176,6 +200,14 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
     try:
         with session.begin_nested():
             outcome = process_raw(session, settings, mailbox, raw, ports, first_connected, key=key)
+    except IntegrityError:
+        # Another worker stored the same bytes (from another mailbox) a moment ago.
+        existing = store.messages_by_hash(session, [content_hash]).get(content_hash)
+        if existing is None:
+            raise
+        store.add_source(session, existing, raw.ref)
+        report.duplicates += 1
+        return
     except Exception as exc:  # the per-message guard: one bad message must not stop the mailbox
         reason = f"internal error: {type(exc).__name__}: {exc}"
         log.exception("mailbox %s uid %s quarantined: %s", mailbox.name, raw.ref.uid, reason)

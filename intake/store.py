@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,10 +40,50 @@ def reference_for(application_id: int) -> str:
 def mailbox_state(session: Session, name: str, folder: str) -> MailboxState:
     state = session.get(MailboxState, name)
     if state is None:
-        state = MailboxState(name=name, folder=folder, last_uid=0, consecutive_failures=0, backlog=0)
-        session.add(state)
-        session.flush()
+        try:
+            with session.begin_nested():
+                state = MailboxState(name=name, folder=folder, last_uid=0, consecutive_failures=0, backlog=0)
+                session.add(state)
+                session.flush()
+        except IntegrityError:  # created by another worker just now
+            state = session.get(MailboxState, name)
+            assert state is not None
     return state
+
+
+class Lease:
+    """Exclusive right to poll one mailbox, held in its mailbox_state row until it expires."""
+
+    def __init__(self, name: str, folder: str, owner: str, seconds: int):
+        self.name, self.folder, self.owner, self.seconds = name, folder, owner, seconds
+
+    def acquire(self, session: Session, now: dt.datetime) -> str | None:
+        """None when we hold the lease now; else the current holder."""
+        mailbox_state(session, self.name, self.folder)
+        session.flush()
+        if self._take(session, now):
+            return None
+        holder = session.execute(select(MailboxState.lease_owner).where(MailboxState.name == self.name)).scalar_one()
+        return holder or "another worker"
+
+    def renew(self, session: Session, now: dt.datetime) -> bool:
+        return self._take(session, now, renew_only=True)
+
+    def release(self, session: Session) -> None:
+        session.execute(update(MailboxState).where(MailboxState.name == self.name, MailboxState.lease_owner == self.owner)
+                        .values(lease_owner=None, lease_expires_at=None))
+
+    def _take(self, session: Session, now: dt.datetime, renew_only: bool = False) -> bool:
+        # One conditional UPDATE: atomic on SQLite and PostgreSQL alike.
+        free = or_(MailboxState.lease_owner.is_(None), MailboxState.lease_owner == self.owner,
+                   MailboxState.lease_expires_at < now)
+        condition = (MailboxState.lease_owner == self.owner) if renew_only else free
+        result = session.execute(
+            update(MailboxState).where(MailboxState.name == self.name, condition)
+            .values(lease_owner=self.owner, lease_expires_at=now + dt.timedelta(seconds=self.seconds))
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
 
 
 def known_sources(session: Session, refs: Sequence[SourceRef]) -> set[tuple[str, int, int]]:

@@ -13,6 +13,7 @@ import random
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,31 +66,63 @@ def run_once(settings: Settings, sessions: sessionmaker[Session], ports: Ports) 
     report = CycleReport()
     for mailbox in settings.mailboxes:
         if mailbox.enabled:
-            report.polls.append(poll_mailbox(sessions, settings, mailbox, ports))
+            report.polls.append(poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id()))
     # Delivery runs even with acks disabled: coordinators' replies and digests use it too.
     report.delivery = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
     return report
 
 
-def _poll_job(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, ports: Ports) -> None:
-    """A scheduled poll; a mailbox in backoff after failures waits for its next attempt."""
-    with sessions() as session:
-        state = store.mailbox_state(session, mailbox.name, mailbox.folder)
-        due = state.next_attempt_at
-        session.rollback()
-    if due is not None and utc(due) > ports.clock.now():
-        log.info("mailbox %s: backing off until %s after %s", mailbox.name, due.isoformat(), "errors")
-        return
-    report = poll_mailbox(sessions, settings, mailbox, ports)
-    log.info(report.summary(), extra={"mailbox": mailbox.name})
+class CoalescingJob:
+    """Runs `work` so that calls from several threads never overlap.
+
+    A call while a run is in progress does not start a second one: it asks the running one
+    to go round once more, so mail that arrived mid-run is not left for the next interval.
+    """
+
+    def __init__(self, name: str, work: Callable[[], None], mailbox: MailboxConfig | None = None):
+        self.name, self.work, self.mailbox = name, work, mailbox
+        self._lock = threading.Lock()
+        self._pending = threading.Event()
+
+    def __call__(self) -> None:
+        self._pending.set()
+        while self._pending.is_set() and self._lock.acquire(blocking=False):
+            try:
+                while self._pending.is_set():
+                    self._pending.clear()
+                    self.work()
+            finally:
+                self._lock.release()
 
 
-def _delivery_job(sessions: sessionmaker[Session], settings: Settings, ports: Ports) -> None:
+def delivery_job(sessions: sessionmaker[Session], settings: Settings, ports: Ports) -> CoalescingJob:
     from intake.delivery import deliver_due
 
-    result = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
-    if any(getattr(result, f, 0) for f in ("sent", "retried", "failed")):
-        log.info("delivery: %s", result)
+    def deliver() -> None:
+        result = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
+        if any(getattr(result, f, 0) for f in ("sent", "retried", "failed")):
+            log.info("delivery: %s", result)
+
+    return CoalescingJob("delivery", deliver)
+
+
+def mailbox_job(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, ports: Ports,
+                deliver: CoalescingJob | None = None) -> CoalescingJob:
+    """A poll of one mailbox that honours its backoff; new acks are delivered at once."""
+
+    def poll() -> None:
+        with sessions() as session:
+            due = store.mailbox_state(session, mailbox.name, mailbox.folder).next_attempt_at
+            session.rollback()
+        if due is not None and utc(due) > ports.clock.now():
+            log.info("mailbox %s: backing off after errors until %s", mailbox.name, due.isoformat())
+            return
+        report = poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id())
+        log.info(report.summary(), extra={"mailbox": mailbox.name})
+        if report.acks_queued and deliver is not None:
+            deliver()
+
+    return CoalescingJob(f"poll:{mailbox.name}", poll, mailbox)
 
 
 def _housekeeping_job(sessions: sessionmaker[Session], settings: Settings, ports: Ports) -> None:
@@ -109,17 +142,18 @@ def _digest_job(sessions: sessionmaker[Session], settings: Settings, ports: Port
     log.info("digest: %d queued", count)
 
 
-def build_scheduler(settings: Settings, sessions: sessionmaker[Session], ports: Ports) -> BackgroundScheduler:
+def build_scheduler(settings: Settings, sessions: sessionmaker[Session], ports: Ports,
+                    jobs: list[CoalescingJob], deliver: CoalescingJob) -> BackgroundScheduler:
     """Jobs: a poller per mailbox (never overlapping itself, jittered), delivery, daily jobs."""
     scheduler = BackgroundScheduler(timezone="Europe/London")
     now = dt.datetime.now(dt.timezone.utc)
-    for i, mailbox in enumerate(m for m in settings.mailboxes if m.enabled):
+    for i, job in enumerate(jobs):
         scheduler.add_job(
-            _poll_job, "interval", args=(sessions, settings, mailbox, ports), id=f"poll:{mailbox.name}",
+            job, "interval", id=job.name,
             seconds=settings["worker.poll_interval"], jitter=settings["worker.jitter"] or None,
             max_instances=1, coalesce=True, next_run_time=now + dt.timedelta(seconds=random.uniform(0, 1) + i * 0.2),
         )
-    scheduler.add_job(_delivery_job, "interval", args=(sessions, settings, ports), id="delivery",
+    scheduler.add_job(deliver, "interval", id="delivery",
                       seconds=settings["worker.delivery_interval"], max_instances=1, coalesce=True, next_run_time=now)
     scheduler.add_job(_housekeeping_job, "cron", args=(sessions, settings, ports), id="retention",
                       hour=3, minute=15, max_instances=1, coalesce=True)
@@ -130,13 +164,65 @@ def build_scheduler(settings: Settings, sessions: sessionmaker[Session], ports: 
     return scheduler
 
 
+class IdleWatcher(threading.Thread):
+    """Holds one mailbox in IMAP IDLE and runs its poll job as soon as mail arrives.
+
+    Re-issues IDLE well before servers drop idle clients (RFC 2177 suggests 29 minutes);
+    on any error it backs off and reconnects. The scheduled poll is the safety net, so a
+    watcher that cannot IDLE costs latency, never mail.
+    """
+
+    REISSUE_SECONDS = 25 * 60
+
+    def __init__(self, job: CoalescingJob, ports: Ports, stop: threading.Event):
+        super().__init__(name=f"idle:{job.mailbox.name}", daemon=True)
+        assert job.mailbox is not None
+        self.job, self.mailbox, self.ports, self.stop_event = job, job.mailbox, ports, stop
+
+    def run(self) -> None:
+        from intake.errors import MailboxError
+
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                with self.ports.open_mailbox(self.mailbox) as box:
+                    if "IDLE" not in getattr(box, "capabilities", frozenset()):
+                        log.info("mailbox %s: server does not offer IDLE; polling only", self.mailbox.name)
+                        return
+                    failures = 0
+                    self._watch(box)
+            except MailboxError as exc:
+                failures += 1
+                delay = min(300, 5 * 2 ** min(failures, 6))
+                log.warning("mailbox %s: IDLE connection failed (%s); retrying in %ss", self.mailbox.name, exc.reason, delay)
+                self.stop_event.wait(delay)
+
+    def _watch(self, box) -> None:  # type: ignore[no-untyped-def]
+        while not self.stop_event.is_set():
+            # Short IDLE slices so a stop request is honoured within seconds.
+            started = dt.datetime.now(dt.timezone.utc)
+            while not self.stop_event.is_set():
+                if box.idle_wait(timeout=5):
+                    self.job()
+                if (dt.datetime.now(dt.timezone.utc) - started).total_seconds() > self.REISSUE_SECONDS:
+                    break
+
+
 def run_forever(settings: Settings, sessions: sessionmaker[Session], ports: Ports, stop: threading.Event) -> None:
-    """Run the scheduler until `stop` is set (SIGTERM/SIGINT in the CLI), then stop cleanly."""
-    scheduler = build_scheduler(settings, sessions, ports)
+    """Run the scheduler (and IDLE watchers) until `stop` is set, then stop cleanly."""
+    deliver = delivery_job(sessions, settings, ports)
+    jobs = [mailbox_job(sessions, settings, m, ports, deliver) for m in settings.mailboxes if m.enabled]
+    scheduler = build_scheduler(settings, sessions, ports, jobs, deliver)
     scheduler.start()
-    log.info("worker started: %d mailboxes, polling every %ss", len(settings.mailboxes), settings["worker.poll_interval"])
+    watchers = [IdleWatcher(job, ports, stop) for job in jobs if job.mailbox and job.mailbox.idle]
+    for watcher in watchers:
+        watcher.start()
+    log.info("worker started: %d mailboxes, polling every %ss, %d with IDLE", len(settings.mailboxes),
+             settings["worker.poll_interval"], len(watchers))
     try:
         stop.wait()
     finally:
         log.info("worker stopping: waiting for running jobs to finish")
         scheduler.shutdown(wait=True)
+        for watcher in watchers:
+            watcher.join(timeout=10)
