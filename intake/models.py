@@ -31,6 +31,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -64,6 +65,9 @@ class MailboxState(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None]
     backlog: Mapped[int] = mapped_column(Integer, default=0)
+    polls_total: Mapped[int] = mapped_column(Integer, default=0)
+    poll_errors_total: Mapped[int] = mapped_column(Integer, default=0)
+    last_poll_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[dt.datetime | None]
 

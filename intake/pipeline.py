@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 import traceback
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -110,6 +111,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: M
     """
     report = PollReport(mailbox=mailbox.name)
     now = ports.clock.now()
+    started = time.monotonic()
     lease = store.Lease(mailbox.name, mailbox.folder, worker, settings["worker.lease_seconds"])
     with sessions.begin() as session:
         holder = lease.acquire(session, now)
@@ -123,13 +125,13 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: M
     except MailboxError as exc:
         report.error = exc.reason
         log.error("mailbox %s failed: %s", mailbox.name, exc.reason, extra={"mailbox": mailbox.name})
-        _record_failure(sessions, mailbox, now, exc.reason)
+        _record_failure(sessions, mailbox, now, exc.reason, time.monotonic() - started)
         return report
     finally:
         with contextlib.suppress(Exception):  # an expiring lease is the fallback
             with sessions.begin() as session:
                 lease.release(session)
-    _record_success(sessions, mailbox, ports.clock.now())
+    _record_success(sessions, mailbox, ports.clock.now(), time.monotonic() - started)
     return report
 
 
@@ -368,21 +370,27 @@ def _mid_hash(message_id: str) -> str:
     return hashlib.sha256(mid.encode("utf-8", "replace")).hexdigest() if mid else ""
 
 
-def _record_failure(sessions: sessionmaker[Session], mailbox: MailboxConfig, now: dt.datetime, reason: str) -> None:
+def _record_failure(sessions: sessionmaker[Session], mailbox: MailboxConfig, now: dt.datetime, reason: str,
+                    seconds: float) -> None:
     with contextlib.suppress(Exception):  # a broken database must not hide the mailbox error
         with sessions.begin() as session:
             state = store.mailbox_state(session, mailbox.name, mailbox.folder)
             state.last_poll_at = now
+            state.last_poll_seconds = seconds
+            state.polls_total = (state.polls_total or 0) + 1
+            state.poll_errors_total = (state.poll_errors_total or 0) + 1
             state.last_error = reason
             state.consecutive_failures = (state.consecutive_failures or 0) + 1
             delay = min(3600, 30 * 2 ** min(state.consecutive_failures - 1, 7))
             state.next_attempt_at = now + dt.timedelta(seconds=delay)
 
 
-def _record_success(sessions: sessionmaker[Session], mailbox: MailboxConfig, now: dt.datetime) -> None:
+def _record_success(sessions: sessionmaker[Session], mailbox: MailboxConfig, now: dt.datetime, seconds: float) -> None:
     with sessions.begin() as session:
         state = store.mailbox_state(session, mailbox.name, mailbox.folder)
         state.last_poll_at = now
+        state.last_poll_seconds = seconds
+        state.polls_total = (state.polls_total or 0) + 1
         state.last_success_at = now
         state.last_error = None
         state.consecutive_failures = 0

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 19:50:21.889121
+Create Date: 2026-11-26 20:10:17.970936
 """
 from alembic import op
 import sqlalchemy as sa
@@ -90,6 +90,9 @@ def upgrade() -> None:
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('backlog', sa.Integer(), nullable=False),
+    sa.Column('polls_total', sa.Integer(), nullable=False),
+    sa.Column('poll_errors_total', sa.Integer(), nullable=False),
+    sa.Column('last_poll_seconds', sa.Float(), nullable=False),
     sa.Column('lease_owner', sa.String(length=200), nullable=True),
     sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('name')
