@@ -25,7 +25,7 @@ from email.parser import BytesHeaderParser
 from email import policy as email_policy
 from typing import Callable, ContextManager, Iterator, Protocol, Sequence
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import store
@@ -113,8 +113,13 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: M
     now = ports.clock.now()
     started = time.monotonic()
     lease = store.Lease(mailbox.name, mailbox.folder, worker, settings["worker.lease_seconds"])
-    with sessions.begin() as session:
-        holder = lease.acquire(session, now)
+    try:
+        with sessions.begin() as session:
+            holder = lease.acquire(session, now)
+    except SQLAlchemyError as exc:
+        report.error = f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
+        log.error("mailbox %s not polled: %s", mailbox.name, report.error)
+        return report
     if holder is not None:
         report.error = None
         report.skipped = f"being polled by {holder}"
@@ -122,16 +127,22 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: M
     try:
         with ports.open_mailbox(mailbox) as box:
             _drain(sessions, settings, mailbox, box, ports, report, lease)
-    except MailboxError as exc:
-        report.error = exc.reason
-        log.error("mailbox %s failed: %s", mailbox.name, exc.reason, extra={"mailbox": mailbox.name})
-        _record_failure(sessions, mailbox, now, exc.reason, time.monotonic() - started)
+    except (MailboxError, SQLAlchemyError) as exc:
+        # Either way nothing past the last committed batch counts as done: the checkpoint
+        # only ever moves inside the transaction that stored the batch.
+        reason = exc.reason if isinstance(exc, MailboxError) else f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
+        report.error = reason
+        log.error("mailbox %s failed: %s", mailbox.name, reason, extra={"mailbox": mailbox.name})
+        _record_failure(sessions, mailbox, now, reason, time.monotonic() - started)
         return report
     finally:
         with contextlib.suppress(Exception):  # an expiring lease is the fallback
             with sessions.begin() as session:
                 lease.release(session)
-    _record_success(sessions, mailbox, ports.clock.now(), time.monotonic() - started)
+    try:
+        _record_success(sessions, mailbox, ports.clock.now(), time.monotonic() - started)
+    except SQLAlchemyError as exc:  # the mail is committed; only the health record is missing
+        log.warning("mailbox %s: could not record poll health: %s", mailbox.name, exc)
     return report
 
 
@@ -210,6 +221,8 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         store.add_source(session, existing, raw.ref)
         report.duplicates += 1
         return
+    except DBAPIError:
+        raise  # the database's trouble, not the message's: roll the batch back, keep the checkpoint
     except Exception as exc:  # the per-message guard: one bad message must not stop the mailbox
         reason = f"internal error: {type(exc).__name__}: {exc}"
         log.exception("mailbox %s uid %s quarantined: %s", mailbox.name, raw.ref.uid, reason)
