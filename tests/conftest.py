@@ -1,0 +1,59 @@
+"""Shared fixtures: real servers on loopback, started once per test session."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from tests.servers.dovecot import Dovecot, DovecotUnavailable
+
+_users = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """A private Dovecot (IMAP on .port, implicit TLS on .tls_port, CA in .ca_file)."""
+    try:
+        server = Dovecot().start()
+    except DovecotUnavailable as exc:
+        pytest.fail(str(exc))  # never a skip: a missing server is a failing suite
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def mail_account(dovecot):
+    """Factory: a fresh Dovecot user (email, password) that no other test uses."""
+
+    def make(prefix: str = "u", password: str = "pw") -> tuple[str, str]:
+        email = f"{prefix}{next(_users)}-{os.getpid()}@example.org"
+        dovecot.add_user(email, password)
+        return email, password
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server, or the one named by INTAKE_TEST_DATABASE_URL."""
+    from tests.servers.postgres import Postgres, PostgresUnavailable
+
+    if os.environ.get("INTAKE_TEST_DATABASE_URL"):
+        yield None
+        return
+    try:
+        server = Postgres().start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    if postgres is None:
+        return os.environ["INTAKE_TEST_DATABASE_URL"]
+    return postgres.create_database()
