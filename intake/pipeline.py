@@ -206,6 +206,9 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         # The same message seen again (another group mailbox, or a re-read folder).
         store.add_source(session, existing, raw.ref)
         report.duplicates += 1
+        if mailbox.group and existing.kind == Kind.INTEREST.value and mailbox.group not in (existing.groups or []):
+            with session.begin_nested():
+                _add_mailbox_group(session, settings, mailbox, existing, raw, ports, first_connected)
         return
     if store.tombstoned(session, [content_hash], [_mid_hash(header_mid)]) or store.quarantined_hashes(session, [content_hash]):
         report.duplicates += 1
@@ -329,6 +332,23 @@ def _apply_interest(session: Session, settings: Settings, mailbox: MailboxConfig
         store.link(session, app, message)
         apps.append(app)
     return apps
+
+
+def _add_mailbox_group(session: Session, settings: Settings, mailbox: MailboxConfig, message: Message,
+                       raw: RawMessage, ports: Ports, first_connected: dt.datetime | None) -> None:
+    """One message sent to two group mailboxes: stored once, an application in each group."""
+    inbound = parse(raw.data, max_bytes=settings["worker.max_message_bytes"])
+    applicant = extract_applicant(inbound)
+    if applicant is None:
+        return
+    app, _ = store.get_or_create_application(session, applicant, mailbox.group, message.received_at,
+                                             f"arrived in the {mailbox.group} mailbox")
+    store.link(session, app, message)
+    message.groups = sorted({*(message.groups or []), mailbox.group} - {TRIAGE}) or [mailbox.group]
+    if ports.acknowledger is not None:
+        verdict = Verdict(Kind(message.kind), message.reason)
+        ports.acknowledger.enqueue(session, inbound=inbound, message=message, verdict=verdict, applications=[app],
+                                   mailbox=mailbox, mailbox_first_connected_at=first_connected)
 
 
 def _apply_to_thread(session: Session, inbound: InboundMessage, message: Message, verdict: Verdict) -> list[Application]:

@@ -6,6 +6,8 @@ Every function takes the caller's Session: the caller owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from typing import Iterable, Sequence
 
 from sqlalchemy import func, or_, select, update
@@ -64,6 +66,15 @@ class Lease:
         if self._take(session, now):
             return None
         holder = session.execute(select(MailboxState.lease_owner).where(MailboxState.name == self.name)).scalar_one()
+        if holder and _dead_local_process(holder):
+            # A worker on this machine that died (killed, crashed) cannot renew its lease:
+            # take it over now rather than waiting for it to expire.
+            taken = session.execute(
+                update(MailboxState).where(MailboxState.name == self.name, MailboxState.lease_owner == holder)
+                .values(lease_owner=self.owner, lease_expires_at=now + dt.timedelta(seconds=self.seconds))
+                .execution_options(synchronize_session=False))
+            if taken.rowcount == 1:
+                return None
         return holder or "another worker"
 
     def renew(self, session: Session, now: dt.datetime) -> bool:
@@ -84,6 +95,20 @@ class Lease:
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
+
+
+def _dead_local_process(owner: str) -> bool:
+    """True for a 'host:pid' owner on this host whose process no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def known_sources(session: Session, refs: Sequence[SourceRef]) -> set[tuple[str, int, int]]:

@@ -1,0 +1,141 @@
+"""The SMTP edge: the only module that imports smtplib.
+
+One SmtpSender holds one connection for a delivery run (reconnecting if the server drops
+it). TLS is verified and never silently skipped: `starttls` against a server that does not
+offer it is an error. Replies become TemporaryDeliveryError (4xx, connection trouble: retry)
+or PermanentDeliveryError (5xx: give up and record why).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+
+from intake.config import Settings
+from intake.errors import PermanentDeliveryError, TemporaryDeliveryError
+
+_CONNECTION_ERRORS = (OSError, socket.timeout, smtplib.SMTPServerDisconnected, ssl.SSLError)
+
+
+class SmtpSender:
+    """Use as a context manager around a delivery run."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.host, self.port = settings["smtp.host"], settings["smtp.port"]
+        self._smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> "SmtpSender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except Exception:  # closing a broken connection is best effort
+                self._smtp.close()
+            self._smtp = None
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.settings["smtp.ca_file"] or None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def _connect(self) -> smtplib.SMTP:
+        security, timeout = self.settings["smtp.security"], self.settings["smtp.timeout"]
+        where = f"{self.host}:{self.port}"
+        try:
+            if security == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=self._context())
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=timeout)
+            smtp.ehlo()
+            if security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    smtp.close()
+                    raise TemporaryDeliveryError(f"{where} does not offer STARTTLS; refusing to send without TLS")
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            self._authenticate(smtp)
+        except (TemporaryDeliveryError, PermanentDeliveryError):
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryDeliveryError(f"{where} refused our login: {exc.smtp_code} {_text(exc.smtp_error)}", code=exc.smtp_code) from None
+        except (*_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
+            raise TemporaryDeliveryError(f"cannot connect to {where}: {exc}") from None
+        return smtp
+
+    def _authenticate(self, smtp: smtplib.SMTP) -> None:
+        settings = self.settings
+        if settings["smtp.auth"] == "oauth2":
+            from intake.oauth import TokenProvider, xoauth2_string
+
+            mailbox = next(m for m in settings.mailboxes if m.name == settings["smtp.oauth_mailbox"])
+            provider = TokenProvider.for_mailbox(mailbox)
+            user = settings["smtp.username"] or mailbox.username
+            smtp.auth("XOAUTH2", lambda challenge=None: xoauth2_string(user, provider.token()), initial_response_ok=True)
+        elif settings["smtp.username"]:
+            smtp.login(settings["smtp.username"], settings.smtp_password)
+
+    def send(self, envelope_from: str, to: str, data: bytes) -> str:
+        """Send one message; returns the server's reply to the end of DATA."""
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            code, reply = self._smtp.mail(envelope_from)
+            if code >= 400:
+                self._reset()
+                raise _by_code(code, f"sender refused: {code} {_text(reply)}")
+            code, reply = self._smtp.rcpt(to)
+            if code >= 400:
+                self._smtp.rset()
+                raise _by_code(code, f"recipient refused: {code} {_text(reply)}")
+            code, reply = self._smtp.data(data)
+            if code >= 400:
+                raise _by_code(code, f"message refused: {code} {_text(reply)}")
+            return f"{code} {_text(reply)}"
+        except (TemporaryDeliveryError, PermanentDeliveryError):
+            raise
+        except smtplib.SMTPResponseException as exc:
+            self._reset()
+            raise _by_code(exc.smtp_code, f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
+        except (*_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
+            self._drop()
+            raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} failed: {exc}") from None
+
+    def _reset(self) -> None:
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except Exception:  # a failed RSET means the connection is unusable: start afresh next time
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+        self._smtp = None
+
+
+def _by_code(code: int, message: str) -> TemporaryDeliveryError | PermanentDeliveryError:
+    return PermanentDeliveryError(message, code=code) if 500 <= code < 600 else TemporaryDeliveryError(message, code=code)
+
+
+def _text(value: bytes | str) -> str:
+    return (value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)).replace("\n", " ").strip()
+
+
+def check_smtp(settings: Settings) -> tuple[bool, str]:
+    """Connect (with TLS and AUTH as configured) and say hello: for `intake check`."""
+    sender = SmtpSender(settings)
+    try:
+        sender._smtp = sender._connect()
+        code, _ = sender._smtp.noop()
+        return code == 250, f"{sender.host}:{sender.port} ({settings['smtp.security']}) answers"
+    except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
+        return False, exc.reason
+    finally:
+        sender.close()
