@@ -10,6 +10,7 @@
     │   ├── TemporaryDeliveryError 4xx or connection trouble: retry with backoff
     │   └── PermanentDeliveryError 5xx: record and stop
     ├── StoreError             the database refused (locked, full, constraint)
+    ├── DemoPortInUse          the built-in demo cannot listen: its port is taken
     └── NotFound               a thing asked for by id or address does not exist
 
 Only the CLI turns these into exit codes; the worker turns MailboxError into a recorded,
@@ -73,6 +74,16 @@ class PermanentDeliveryError(DeliveryError):
 
 class StoreError(IntakeError):
     """The database refused an operation."""
+
+
+class DemoPortInUse(IntakeError):
+    """The built-in demo server cannot listen on its port (another demo still running?)."""
+
+    def __init__(self, service: str, host: str, port: int, hint: str):
+        self.service = service
+        self.host = host
+        self.port = port
+        super().__init__(f"demo {service} cannot listen on {host}:{port}: the port is already in use. {hint}")
 
 
 class NotFound(IntakeError):

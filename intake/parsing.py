@@ -18,12 +18,12 @@ import re
 from email import policy as email_policy
 from email.message import Message as StdMessage
 from email.parser import BytesHeaderParser
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 
 import mailparser
 
-from intake.addresses import clean_header, parse_address, parse_addresses
-from intake.domain import Attachment, InboundMessage
+from intake.addresses import clean_header, is_valid_email
+from intake.domain import Address, Attachment, InboundMessage
 from intake.errors import IntakeError
 
 MAX_HEADER_VALUE = 8192
@@ -102,6 +102,15 @@ def _bodies(data: bytes, std: StdMessage) -> tuple[str, str, tuple[Attachment, .
             text, html = std_text, std_html
             if not attachments:
                 attachments = std_atts
+    # Parts mail-parser drops (text/rfc822-headers in bounces, some message/* parts) are
+    # kept as attachments: bounce handling reads them for our Message-IDs.
+    have = {(a.content_type, a.size) for a in attachments}
+    for part in std.walk():
+        ctype = part.get_content_type()
+        if ctype in _KEEP_TYPES and not part.is_multipart():
+            payload = part.get_payload(decode=True) or b""
+            if (ctype, len(payload)) not in have:
+                attachments.append(Attachment(clean_header(part.get_filename() or "") or ctype.replace("/", "-"), ctype, payload))
     # A text part with a file name (no 'attachment' disposition) was the body.
     if not text:
         for att in attachments:
@@ -110,6 +119,9 @@ def _bodies(data: bytes, std: StdMessage) -> tuple[str, str, tuple[Attachment, .
                 defects.append("body recovered from a named text part")
                 break
     return _clean_body(text), _clean_body(html), tuple(attachments), defects
+
+
+_KEEP_TYPES = ("text/rfc822-headers", "message/delivery-status", "message/disposition-notification")
 
 
 def _std_bodies(std: StdMessage) -> tuple[str, str, list[Attachment]]:
@@ -174,14 +186,18 @@ def _build(headers: tuple[tuple[str, str], ...], text: str, html: str, attachmen
         lname = name.lower()
         return [v for k, v in headers if k.lower() == lname]
 
-    delivered = tuple(dict.fromkeys(a.email for a in parse_addresses(all_of("Delivered-To") + all_of("X-Original-To"))))
+    def addresses(name: str) -> tuple[Address, ...]:
+        return _addresses([str(v) for v in (std.get_all(name) or [])])
+
+    delivered = tuple(dict.fromkeys(a.email for a in addresses("Delivered-To") + addresses("X-Original-To")))
+    from_, reply_to = addresses("From"), addresses("Reply-To")
     return InboundMessage(
         message_id=first("Message-ID").strip().strip("<>").strip(),
         subject=first("Subject"),
-        from_=parse_address(first("From")),
-        reply_to=parse_address(first("Reply-To")) if first("Reply-To") else None,
-        to=parse_addresses(all_of("To")),
-        cc=parse_addresses(all_of("Cc")),
+        from_=from_[0] if from_ else None,
+        reply_to=reply_to[0] if reply_to else None,
+        to=addresses("To"),
+        cc=addresses("Cc"),
         delivered_to=delivered,
         date=_date(first("Date")),
         in_reply_to=_ids(first("In-Reply-To"))[0] if _ids(first("In-Reply-To")) else "",
@@ -195,6 +211,17 @@ def _build(headers: tuple[tuple[str, str], ...], text: str, html: str, attachmen
         oversize=oversize,
         defects=tuple(defects),
     )
+
+
+def _addresses(raw_values: list[str]) -> tuple[Address, ...]:
+    """Addresses parsed from the raw header, and only then display names decoded: decoding
+    first would let an encoded CR/LF or "Bcc:" in a name change which address is read."""
+    out: list[Address] = []
+    for name, addr in getaddresses([v.replace("\r", " ").replace("\n", " ") for v in raw_values]):
+        addr = addr.strip().lower()
+        if is_valid_email(addr) and all(a.email != addr for a in out):
+            out.append(Address(email=addr, name=clean_header(_decode_header(name)).strip("'\" ")))
+    return tuple(out)
 
 
 def _ids(value: str) -> tuple[str, ...]:

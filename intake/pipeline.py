@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake import store
 from intake.applicant import extract_applicant
 from intake.classify import ClassifyContext, classify, find_references
-from intake.clock import Clock
+from intake.clock import Clock, utc
 from intake.config import MailboxConfig, Settings
 from intake.domain import TRIAGE, InboundMessage, Kind, RawMessage, Route, Verdict
 from intake.errors import MailboxError, MailboxUnavailable
@@ -160,7 +160,7 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
             state.last_uid = 0
         if state.first_connected_at is None:
             state.first_connected_at = ports.clock.now()
-        last_uid, first_connected = state.last_uid, state.first_connected_at
+        last_uid, first_connected = state.last_uid, utc(state.first_connected_at)
     all_new = box.uids_after(last_uid)
     if mailbox.move_to:
         _finish_pending_moves(box, mailbox, last_uid)

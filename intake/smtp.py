@@ -8,6 +8,7 @@ or PermanentDeliveryError (5xx: give up and record why).
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -15,6 +16,7 @@ import ssl
 from intake.config import Settings
 from intake.errors import PermanentDeliveryError, TemporaryDeliveryError
 
+_CRLF = re.compile(rb"\r?\n")
 _CONNECTION_ERRORS = (OSError, socket.timeout, smtplib.SMTPServerDisconnected, ssl.SSLError)
 
 
@@ -85,6 +87,8 @@ class SmtpSender:
         """Send one message; returns the server's reply to the end of DATA."""
         if self._smtp is None:
             self._smtp = self._connect()
+        # smtplib fixes line endings only for str messages: SMTP needs CRLF everywhere.
+        data = _CRLF.sub(b"\r\n", data)
         try:
             code, reply = self._smtp.mail(envelope_from)
             if code >= 400:

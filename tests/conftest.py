@@ -57,3 +57,13 @@ def postgres_url(postgres) -> str:
     if postgres is None:
         return os.environ["INTAKE_TEST_DATABASE_URL"]
     return postgres.create_database()
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on a free loopback port, recording every message it accepts."""
+    from tests.servers.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()

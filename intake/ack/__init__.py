@@ -1,18 +1,253 @@
-"""PLACEHOLDER until the acknowledgement module lands (owned by the ack work)."""
+"""Acknowledgements: decide, compose and queue the reply to an expression of interest.
+
+`Acknowledger` is built once at start-up (one Jinja2 Environment, StrictUndefined, HTML
+autoescaped) and called by the pipeline inside its transaction: it never sends, it adds one
+outbox row (see intake/delivery.py for sending). Our replies carry RFC 3834 headers and a
+loop header that intake's own classifier recognises if a reply ever comes back.
+"""
+
 from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from intake.ack.dates import UpcomingDate, format_when, import_dates, seed_dates, upcoming_dates
+from intake.ack.ics import dates_calendar
+from intake.ack.policy import AckDecision, AckFacts, decide
+from intake.addresses import clean_header, parse_address
+from intake.clock import Clock, utc
+from intake.config import MailboxConfig, Settings
+from intake.domain import TRIAGE, InboundMessage, Kind, Verdict
+from intake.errors import ConfigError
+from intake.groups import Group
+from intake.models import Application, Message, Outbox
+
+__all__ = ["Acknowledger", "LOOP_HEADER", "seed_dates", "import_dates", "upcoming_dates", "format_when"]
+
+log = logging.getLogger(__name__)
 LOOP_HEADER = "X-Intake-Loop"
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+TRIAGE_GROUP = Group(code=TRIAGE, display="Your message", name="Your message to Building Leadership for Inclusion")
+
+
+@dataclass(frozen=True)
+class Section:
+    group_code: str
+    group: Group
+    title: str
+    reference: str
+    dates: tuple[UpcomingDate, ...]
+    template_txt: str
+    template_html: str
 
 
 class Acknowledger:
-    def __init__(self, settings, clock, templates_dir=None):
-        self.settings, self.clock = settings, clock
+    def __init__(self, settings: Settings, clock: Clock, templates_dir: Path | None = None):
+        self.settings = settings
+        self.clock = clock
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates_dir or TEMPLATES_DIR)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(["html"]),
+            keep_trailing_newline=True,
+        )
+        self.privacy_notice = _read_notice(settings)
+        self.sender = settings["smtp.from_address"]
+        parsed = parse_address(self.sender)
+        self.contact = settings["ack.contact_address"] or (parsed.email if parsed else self.sender)
 
-    def enqueue(self, session, **kw):
-        return None
+    # -- the pipeline's calls ------------------------------------------------------------
+    def enqueue(self, session: Session, *, inbound: InboundMessage, message: Message, verdict: Verdict,
+                applications: list[Application], mailbox: MailboxConfig,
+                mailbox_first_connected_at: dt.datetime | None) -> Outbox | None:
+        now = self.clock.now()
+        recipient = inbound.reply_to or inbound.from_
+        to = recipient.email if recipient else ""
+        groups = frozenset(a.group_code for a in applications)
+        facts = AckFacts(
+            kind=verdict.kind, recipient=to, own_addresses=self.settings.own_addresses,
+            enabled=self.settings["ack.enabled"], mailbox_enabled=mailbox.ack,
+            received_at=utc(message.received_at),
+            first_connected_at=utc(mailbox_first_connected_at) if mailbox_first_connected_at else None,
+            max_age_hours=self.settings["ack.max_age_hours"],
+            groups_already_acked=self._acked_groups(session, to, now) if to else frozenset(),
+            groups=groups, sent_last_hour=self._sent_last_hour(session, now),
+            max_per_hour=self.settings["ack.max_per_hour"],
+            withdrawal_confirmed_recently=self._withdrawal_confirmed(session, to, now) if to else False,
+        )
+        decision = decide(facts)
+        message.acknowledge = decision.send
+        message.ack_skip_reason = "" if decision.send and not decision.hold else decision.reason
+        if not decision.send:
+            return None
+        if verdict.kind is Kind.INTEREST and not applications:
+            message.acknowledge, message.ack_skip_reason = False, "no application to acknowledge"
+            return None
+        chosen = [a for a in applications if a.group_code in decision.groups] or applications
+        row = self._compose(session, inbound, recipient, chosen, verdict.kind, decision, now)
+        session.add(row)
+        if decision.hold:
+            log.error("acknowledgement to %s held: %s", _mask(to), decision.reason)
+        return row
 
-    def record_bounce(self, session, inbound):
-        return []
+    def record_bounce(self, session: Session, inbound: InboundMessage) -> list[Outbox]:
+        """A bounce quoting our Message-ID marks that reply and its applications undeliverable."""
+        text = "\n".join([inbound.text, inbound.html] + [a.data[:200_000].decode("utf-8", "replace")
+                                                         for a in inbound.attachments if a.content_type.startswith(("message/", "text/"))])
+        domain = re.escape(self.settings.message_id_domain)
+        ids = set(m.lower() for m in re.findall(rf"<?((?:ack|reply|digest)-[0-9a-f]+@{domain})>?", text, re.IGNORECASE))
+        if not ids:
+            return []
+        rows = list(session.execute(select(Outbox).where(func.lower(Outbox.message_id).in_(ids))).scalars())
+        for row in rows:
+            row.status = "undeliverable"
+            row.last_error = f"bounced: {inbound.subject[:200]}"
+            for app in row.applications:
+                app.status = "undeliverable"
+                app.status_changed_at = self.clock.now()
+        return rows
+
+    def preview(self, group_code: str, name: str = "", session: Session | None = None) -> str:
+        """The text part an applicant to this group would get now (dates from the database
+        when a session is given, else from groups.toml)."""
+        group = self.settings.group(group_code) if group_code != TRIAGE else TRIAGE_GROUP
+        now = self.clock.now()
+        if session is not None:
+            dates = tuple(upcoming_dates(session, group_code, now))
+        else:
+            from intake.ack.dates import stable_uid
+
+            dates = tuple(UpcomingDate(stable_uid(group.code, d), utc(d.start), utc(d.end), d.where)
+                          for d in group.dates if utc(d.start) > now)
+        section = self._section(group_code, group, "BLFI-000000", dates)
+        text, _ = self._render_ack(name, [section], subject=self._subject([section]))
+        return text
+
+    # -- composing -----------------------------------------------------------------------
+    def _section(self, code: str, group: Group, reference: str, dates: Sequence[UpcomingDate]) -> Section:
+        title = "Your message" if code == TRIAGE else f"{group.display}: {group.name}"
+        return Section(code, group, title, reference, tuple(dates), f"ack/groups/{code}.txt", f"ack/groups/{code}.html")
+
+    def _subject(self, sections: Sequence[Section]) -> str:
+        refs = " ".join(f"[{s.reference}]" for s in sections)
+        codes = [s.group.display for s in sections if s.group_code != TRIAGE]
+        if not codes:
+            return f"We have received your message {refs}"
+        return f"Your interest in {' and '.join(codes)} {refs}"
+
+    def _render_ack(self, name: str, sections: Sequence[Section], *, subject: str) -> tuple[str, str]:
+        ctx: dict[str, Any] = dict(applicant_name=clean_header(name), sections=sections, contact_address=self.contact,
+                                   privacy_notice=self.privacy_notice, subject=subject)
+        return self.env.get_template("ack/base.txt").render(ctx), self.env.get_template("ack/base.html").render(ctx)
+
+    def _compose(self, session: Session, inbound: InboundMessage, recipient, applications: Sequence[Application],  # type: ignore[no-untyped-def]
+                 kind: Kind, decision: AckDecision, now: dt.datetime) -> Outbox:
+        name = applications[0].name if applications and applications[0].name else (recipient.name if recipient else "")
+        attachments: list[tuple[bytes, str, str, str]] = []
+        if kind is Kind.WITHDRAWAL:
+            groups = [self._group(a.group_code).display for a in applications if a.group_code != TRIAGE]
+            refs = [a.reference for a in applications if a.reference]
+            subject = "Your withdrawal" + (" " + " ".join(f"[{r}]" for r in refs) if refs else "")
+            ctx = dict(applicant_name=clean_header(name), groups=groups, references=refs, subject=subject,
+                       erase=self.settings["retention.erase_on_withdrawal"])
+            text = self.env.get_template("ack/withdrawal.txt").render(ctx)
+            html = self.env.get_template("ack/withdrawal.html").render(ctx)
+        else:
+            sections = [self._section(a.group_code, self._group(a.group_code), a.reference or "",
+                                      upcoming_dates(session, a.group_code, now) if a.group_code != TRIAGE else [])
+                        for a in sorted(applications, key=self._group_order)]
+            subject = self._subject(sections)
+            text, html = self._render_ack(name, sections, subject=subject)
+            entries = [(s.group, d) for s in sections for d in s.dates]
+            if entries:
+                attachments.append((dates_calendar(entries, now=now), "text", "calendar", "dates.ics"))
+        message_id = f"ack-{uuid.uuid4().hex}@{self.settings.message_id_domain}"
+        to = recipient.email
+        data = self._mime(to=formataddr((clean_header(recipient.name or ""), to)), subject=subject, text=text, html=html,
+                          message_id=message_id, inbound=inbound, now=now, attachments=attachments)
+        row = Outbox(kind="ack" if kind is Kind.INTEREST else "withdrawal", to_address=to, from_address=self.sender,
+                     subject=clean_header(subject), message_id=message_id, in_reply_to=inbound.message_id,
+                     group_codes=sorted(a.group_code for a in applications), body=data,
+                     status="held" if decision.hold else "pending", attempts=0, next_attempt_at=now, created_at=now,
+                     last_error=decision.reason if decision.hold else "", created_by="system")
+        row.applications.extend(applications)
+        return row
+
+    def _mime(self, *, to: str, subject: str, text: str, html: str, message_id: str, inbound: InboundMessage,
+              now: dt.datetime, attachments: Sequence[tuple[bytes, str, str, str]]) -> bytes:
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = to
+        msg["Subject"] = clean_header(subject)
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = f"<{message_id}>"
+        if inbound.message_id:
+            msg["In-Reply-To"] = f"<{clean_header(inbound.message_id)}>"
+            refs = [clean_header(r) for r in inbound.references][-10:] + [clean_header(inbound.message_id)]
+            msg["References"] = " ".join(f"<{r}>" for r in refs)
+        # RFC 3834: an automatic reply; Exchange's own suppression; and our loop marker.
+        msg["Auto-Submitted"] = "auto-replied"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg["Precedence"] = "auto_reply"
+        msg[LOOP_HEADER] = self.settings.message_id_domain
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
+        for data, maintype, subtype, filename in attachments:
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename,
+                               params={"method": "PUBLISH"} if subtype == "calendar" else {})
+        return msg.as_bytes()
+
+    def _group_order(self, app: Application) -> int:
+        codes = [g.code for g in self.settings.groups]
+        return codes.index(app.group_code) if app.group_code in codes else len(codes)
+
+    def _group(self, code: str) -> Group:
+        if code == TRIAGE:
+            return TRIAGE_GROUP
+        try:
+            return self.settings.group(code)
+        except KeyError:
+            return Group(code=code, display=code, name=code)
+
+    # -- facts from the outbox -----------------------------------------------------------
+    def _acked_groups(self, session: Session, to: str, now: dt.datetime) -> frozenset[str]:
+        since = now - dt.timedelta(hours=self.settings["ack.window_hours"])
+        rows = session.execute(select(Outbox.group_codes).where(
+            func.lower(Outbox.to_address) == to.lower(), Outbox.kind == "ack", Outbox.created_at >= since,
+            Outbox.status != "failed")).scalars()
+        return frozenset(code for codes in rows for code in (codes or []))
+
+    def _withdrawal_confirmed(self, session: Session, to: str, now: dt.datetime) -> bool:
+        since = now - dt.timedelta(hours=self.settings["ack.window_hours"])
+        return session.execute(select(func.count()).select_from(Outbox).where(
+            func.lower(Outbox.to_address) == to.lower(), Outbox.kind == "withdrawal", Outbox.created_at >= since)).scalar_one() > 0
+
+    def _sent_last_hour(self, session: Session, now: dt.datetime) -> int:
+        since = now - dt.timedelta(hours=1)
+        return session.execute(select(func.count()).select_from(Outbox).where(
+            Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since,
+            or_(Outbox.status == "pending", Outbox.status == "sending", Outbox.status == "sent"))).scalar_one()
 
 
-def seed_dates(session, groups):
-    return 0
+def _read_notice(settings: Settings) -> str:
+    path = settings.resolve(settings["privacy.notice_file"])
+    try:
+        return " ".join(path.read_text(encoding="utf-8").split())
+    except FileNotFoundError:
+        raise ConfigError(f"privacy notice file {path} not found", file=str(settings.path), key="privacy.notice_file") from None
+
+
+def _mask(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"

@@ -1,15 +1,26 @@
 """A private Dovecot IMAP server for tests: generated config, loopback ports, no system config.
 
 Runs as root (CI) with mail stored as the `vmail` system user, which it creates if missing.
-Users are added at run time to a passwd-file.
+Users are added at run time with `add_user`; each gets its own passwd-file, so a new user
+can log in at once (Dovecot re-checks a changed passwd-file at most once a second, which
+made a single shared file flaky for users created and used in the same second).
+
+    server = Dovecot().start()          # IMAP on .port (STARTTLS offered), TLS on .tls_port
+    server.add_user("a@example.org")    # password Dovecot.PASSWORD unless given
+    uid = server.append("a@example.org", "INBOX", b"Subject: hi\\r\\n\\r\\nbody\\r\\n")
+    server.cleanup()
+
+`Dovecot(ssl=False)` starts a server without any TLS (no STARTTLS capability, no TLS port),
+for testing that a client refuses to fall back to plain text.
 """
 
 from __future__ import annotations
 
-import imaplib
+import datetime as dt
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -21,7 +32,7 @@ from imapclient import IMAPClient
 
 
 class DovecotUnavailable(RuntimeError):
-    pass
+    """Dovecot cannot be run here; the message says what to install or do."""
 
 
 def free_port() -> int:
@@ -35,7 +46,8 @@ def _ensure_vmail() -> tuple[int, int]:
         pw = pwd.getpwnam("vmail")
     except KeyError:
         if os.geteuid() != 0:
-            raise DovecotUnavailable("the tests need a `vmail` system user: run `make test` as root once") from None
+            raise DovecotUnavailable("the tests need a `vmail` system user (Dovecot will not store mail as "
+                                     "root): run `make test` as root once, or `useradd --system vmail`") from None
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "vmail"], check=True)
         pw = pwd.getpwnam("vmail")
     return pw.pw_uid, pw.pw_gid
@@ -49,16 +61,14 @@ log_path = {dir}/dovecot.log
 info_log_path = {dir}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = yes
-ssl_cert = <{dir}/server.crt
-ssl_key = <{dir}/server.key
-ssl_min_protocol = TLSv1.2
+{ssl_settings}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
 login_trusted_networks = 127.0.0.0/8
 mail_fsync = never
 mail_location = maildir:~/Maildir
+mail_home = {dir}/mail/%Lu
 mail_uid = {uid}
 mail_gid = {gid}
 first_valid_uid = {uid}
@@ -68,11 +78,11 @@ last_valid_gid = {gid}
 default_internal_user = vmail
 default_internal_group = vmail
 default_login_user = vmail
-# Every test user shares one password: users need no set-up, and a wrong password is
-# still refused. (A passwd-file is re-read at most once a second, which made set-up slow.)
+# One passwd-file per user (the path has a variable): a user added a moment ago is found
+# at once, and an unknown user is simply "unknown".
 passdb {{
-  driver = static
-  args = password={password}
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%Lu {dir}/users/%Lu
 }}
 userdb {{
   driver = static
@@ -83,6 +93,7 @@ namespace inbox {{
   separator = /
 }}
 service imap-login {{
+  chroot =
   inet_listener imap {{
     address = 127.0.0.1
     port = {port}
@@ -101,120 +112,176 @@ service anvil {{
     mode = 0
   }}
 }}
-service imap-login {{
-  chroot =
-}}
 protocol imap {{
   imap_idle_notify_interval = 1 secs
 }}
 """
 
+SSL_ON = """\
+ssl = yes
+ssl_cert = <{dir}/server.crt
+ssl_key = <{dir}/server.key
+ssl_min_protocol = TLSv1.2"""
+
 
 class Dovecot:
-    """Start with `Dovecot().start()`; `stop()` at the end."""
+    """Start with `Dovecot().start()`; `cleanup()` at the end (`stop()`/`start()` restart it)."""
 
     PASSWORD = "pw"
 
-    def __init__(self) -> None:
-        if not shutil.which("dovecot"):
+    def __init__(self, *, ssl: bool = True) -> None:
+        if not shutil.which("dovecot") or not shutil.which("doveadm"):
             raise DovecotUnavailable("dovecot is not installed: run `make test` (it installs dovecot-imapd)")
         self.uid, self.gid = _ensure_vmail()
+        self.ssl = ssl
         # Short path: Dovecot's unix sockets must stay under 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="dv", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.port = free_port()
+        # Without TLS there is no implicit-TLS listener; a port is still reserved so the
+        # config has one shape (port 0 would make Dovecot pick any port).
         self.tls_port = free_port()
         self.conf = self.dir / "dovecot.conf"
-        self.ca_file = str(self.dir / "ca.crt")
-        self._users: dict[str, str] = {}
+        self.ca_file = str(self.dir / "ca.crt") if ssl else ""
+        self._passwords: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "Dovecot":
+        """Start (or restart after `stop()`) on the same ports and data."""
         if not self.conf.exists():
-            self._make_certs()
-            for sub in ("run", "state", "mail"):
-                (self.dir / sub).mkdir(exist_ok=True)
-            shutil.chown(self.dir / "mail", self.uid, self.gid)
-            self.conf.write_text(CONFIG.format(name=self.dir.name, dir=self.dir, uid=self.uid, gid=self.gid,
-                                               port=self.port, tls_port=self.tls_port, password=self.PASSWORD))
+            self._write_config()
         with open(self.dir / "start.err", "wb") as err:
             # Dovecot daemonises; its children inherit stdout, so never capture it with a pipe.
             result = subprocess.run(["dovecot", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=err, timeout=30)
         if result.returncode != 0:
             raise DovecotUnavailable(f"dovecot failed to start: {(self.dir / 'start.err').read_text()}")
-        self._wait(self.port)
-        self._wait(self.tls_port)
+        self._wait_listening(self.port)
+        if self.ssl:
+            self._wait_listening(self.tls_port)
         return self
 
     def stop(self) -> None:
-        subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True, timeout=30)
-        deadline = time.monotonic() + 10
-        pidfile = self.dir / "run" / "master.pid"
-        while pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """Stop the server gracefully (SIGTERM to the master; it takes its children along).
+        Takes about a second: the master waits for its processes to finish."""
+        pid = self._master_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        self._wait_gone(pid)
+
+    def kill(self) -> None:
+        """Stop at once: SIGKILL to Dovecot's process group (the master and all its children)."""
+        pid = self._master_pid()
+        if pid is None:
+            return
+        os.killpg(pid, signal.SIGKILL)
+        self._wait_gone(pid)
+        (self.dir / "run" / "master.pid").unlink(missing_ok=True)
 
     def cleanup(self) -> None:
-        self.stop()
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _master_pid(self) -> int | None:
+        try:
+            pid = int((self.dir / "run" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) else None
+
+    def _wait_gone(self, pid: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (_alive(pid) or self._listening(self.port)):
+            time.sleep(0.01)
 
     def logs(self) -> str:
         path = self.dir / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def _wait(self, port: int, timeout: float = 10) -> None:
+    def _write_config(self) -> None:
+        if self.ssl:
+            self._make_certs()
+        for sub in ("run", "state", "mail", "users"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        shutil.chown(self.dir / "mail", self.uid, self.gid)
+        ssl_settings = SSL_ON.format(dir=self.dir) if self.ssl else "ssl = no"
+        config = CONFIG.format(name=self.dir.name, dir=self.dir, uid=self.uid, gid=self.gid,
+                               port=self.port, tls_port=self.tls_port, ssl_settings=ssl_settings)
+        if not self.ssl:
+            config = config.replace("    ssl = yes\n", "").replace(
+                f"  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {self.tls_port}\n  }}\n", "")
+        self.conf.write_text(config)
+
+    def _listening(self, port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def _wait_listening(self, port: int, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.02)
+            if self._listening(port):
+                return
+            time.sleep(0.01)
         raise DovecotUnavailable(f"dovecot did not listen on {port}:\n{self.logs()[-2000:]}")
 
     def _make_certs(self) -> None:
+        """A throwaway CA and a server certificate for localhost/127.0.0.1 (EC keys: fast)."""
         d = str(self.dir)
-        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, timeout=60)  # noqa: E731
-        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=intake test CA",
+
+        def run(*args: str) -> None:
+            subprocess.run(list(args), check=True, capture_output=True, timeout=60)
+
+        key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run("openssl", "req", "-x509", *key, "-days", "2", "-subj", "/CN=intake test CA",
             "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
+        run("openssl", "req", *key, "-subj", "/CN=localhost", "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
         (self.dir / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
         run("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
             "-CAcreateserial", "-days", "2", "-out", f"{d}/server.crt", "-extfile", f"{d}/ext.cnf")
         os.chmod(f"{d}/server.key", 0o644)
 
-    # -- users and mail ------------------------------------------------------------------
+    # -- users ---------------------------------------------------------------------------
     def add_user(self, email: str, password: str = PASSWORD) -> str:
-        """Users exist on first login; every user's password is Dovecot.PASSWORD."""
-        if password != self.PASSWORD:
-            raise ValueError(f"test users all have the password {self.PASSWORD!r}")
-        self._users[email.lower()] = password
+        """Create (or re-password) a user; returns the email. Its mailbox appears on first use."""
+        if ":" in email or "/" in email or ":" in password or "\n" in email + password:
+            raise ValueError("user names and passwords for the test server may not contain ':', '/' or newlines")
+        key = email.lower()
+        path = self.dir / "users" / key
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{key}:{{PLAIN}}{password}::::::\n")
+        os.replace(tmp, path)  # atomic: Dovecot never reads half a line
+        self._passwords[key] = password
         return email
 
+    def password(self, user: str) -> str:
+        return self._passwords.get(user.lower(), self.PASSWORD)
+
     def client(self, user: str) -> IMAPClient:
+        """A logged-in IMAPClient for `user` (created with the default password if new)."""
+        if user.lower() not in self._passwords:
+            self.add_user(user)
         c = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=30)
-        c.login(user, self.PASSWORD)
+        c.login(user, self.password(user))
         return c
 
-    def append(self, user: str, folder: str, data: bytes, flags: Sequence[str] = (), internal_date=None) -> int:  # type: ignore[no-untyped-def]
+    # -- mail ----------------------------------------------------------------------------
+    def append(self, user: str, folder: str, data: bytes, flags: Sequence[str] = (),
+               internal_date: dt.datetime | None = None) -> int:
+        """APPEND one message (folder created if missing); returns its UID."""
         with self.client(user) as c:
-            if not c.folder_exists(folder):
-                c.create_folder(folder)
-            resp = c.append(folder, data, flags=flags, msg_time=internal_date)
-            return _appended_uid(resp)
+            _ensure_folder(c, folder)
+            return _appended_uid(c.append(folder, data, flags=flags, msg_time=internal_date))
 
     def append_many(self, user: str, folder: str, datas: Iterable[bytes]) -> list[int]:
-        """MULTIAPPEND in chunks (RFC 3502) when the server supports it: fast set-up."""
+        """MULTIAPPEND (RFC 3502) in chunks of 100: fast set-up. Returns the folder's UIDs after."""
         datas = list(datas)
-        uids: list[int] = []
         with self.client(user) as c:
-            if not c.folder_exists(folder):
-                c.create_folder(folder)
+            _ensure_folder(c, folder)
             for i in range(0, len(datas), 100):
                 c.multiappend(folder, datas[i:i + 100])
             c.select_folder(folder, readonly=True)
-            uids = sorted(c.search("ALL"))
-        return uids
+            return sorted(c.search("ALL"))
 
     def uidvalidity(self, user: str, folder: str) -> int:
         with self.client(user) as c:
@@ -227,6 +294,14 @@ class Dovecot:
             c.select_folder(folder, readonly=True)
             return sorted(c.search("ALL"))
 
+    def flags(self, user: str, folder: str) -> dict[int, frozenset[str]]:
+        """UID -> flags (e.g. "\\\\Seen"), read without changing anything."""
+        with self.client(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = c.search("ALL")
+            data = c.fetch(uids, ["FLAGS"]) if uids else {}
+            return {uid: frozenset(f.decode() for f in item[b"FLAGS"]) for uid, item in data.items()}
+
     def fetch_all(self, user: str, folder: str) -> list[bytes]:
         with self.client(user) as c:
             c.select_folder(folder, readonly=True)
@@ -235,6 +310,7 @@ class Dovecot:
             return [data[u][b"BODY[]"] for u in uids]
 
     def delete_folder(self, user: str, folder: str) -> None:
+        """Delete a folder (INBOX cannot be deleted: it is emptied instead)."""
         with self.client(user) as c:
             if folder.upper() == "INBOX":
                 c.select_folder("INBOX")
@@ -242,25 +318,44 @@ class Dovecot:
                 if uids:
                     c.delete_messages(uids)
                     c.expunge()
-            else:
+            elif c.folder_exists(folder):
                 c.delete_folder(folder)
 
     def recreate_folder_with_new_uidvalidity(self, user: str, folder: str) -> None:
-        """Give the folder a new UIDVALIDITY with the same messages in it (as a server migration does)."""
+        """Give the folder a new UIDVALIDITY with the same messages in it (as a server
+        migration or a restore does)."""
         messages = self.fetch_all(user, folder)
-        home = self.dir / "mail" / user.lower() / "Maildir"
+        old = self.uidvalidity(user, folder)
         if folder.upper() == "INBOX":
-            for name in ("dovecot-uidlist", "dovecot.index", "dovecot.index.cache", "dovecot.index.log"):
-                (home / name).unlink(missing_ok=True)
-            for sub in ("cur", "new"):
-                for f in (home / sub).glob("*"):
-                    f.unlink()
-            time.sleep(1.1)  # UIDVALIDITY is a timestamp: make sure it changes
-        else:
             self.delete_folder(user, folder)
-            time.sleep(1.1)
-        subprocess.run(["doveadm", "-c", str(self.conf), "force-resync", "-u", user, folder], capture_output=True, timeout=30)
+            # INBOX cannot be deleted: reset it in place, as a restore from backup would.
+            self.doveadm("mailbox", "update", "-u", user, "--uid-validity", str(old + 1), folder)
+            self.doveadm("force-resync", "-u", user, folder)
+        else:
+            self.delete_folder(user, folder)  # a re-created folder gets a fresh UIDVALIDITY
         self.append_many(user, folder, messages)
+        if self.uidvalidity(user, folder) == old:
+            raise AssertionError(f"UIDVALIDITY of {user}/{folder} did not change")
+
+    def doveadm(self, *args: str) -> str:
+        result = subprocess.run(["doveadm", "-c", str(self.conf), *args], capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise DovecotUnavailable(f"doveadm {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+
+def _ensure_folder(client: IMAPClient, folder: str) -> None:
+    if not client.folder_exists(folder):
+        client.create_folder(folder)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _appended_uid(resp: bytes | str) -> int:

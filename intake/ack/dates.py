@@ -1,0 +1,78 @@
+"""Group dates: seeded from groups.toml, kept in the database, shown the British way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intake.clock import LONDON, utc
+from intake.groups import Group, GroupDate
+from intake.models import GroupDateRow
+
+
+@dataclass(frozen=True)
+class UpcomingDate:
+    uid: str
+    start: dt.datetime  # aware
+    end: dt.datetime
+    where: str
+
+    @property
+    def when(self) -> str:
+        return format_when(self.start, self.end)
+
+
+def format_when(start: dt.datetime, end: dt.datetime) -> str:
+    """'Tuesday 12 January 2027, 10:00 to 12:00' in Europe/London time."""
+    s, e = start.astimezone(LONDON), end.astimezone(LONDON)
+    day = f"{s:%A} {s.day} {s:%B %Y}"
+    if s.date() == e.date():
+        return f"{day}, {s:%H:%M} to {e:%H:%M}"
+    return f"{day}, {s:%H:%M} to {e:%A} {e.day} {e:%B %Y}, {e:%H:%M}"
+
+
+def stable_uid(group_code: str, date: GroupDate) -> str:
+    """The same configured date always gets the same iCalendar UID."""
+    digest = hashlib.sha256(f"{group_code}|{utc(date.start).isoformat()}".encode()).hexdigest()[:20]
+    return f"{group_code.lower()}-{digest}@intake"
+
+
+def seed_dates(session: Session, groups: Sequence[Group]) -> int:
+    """First start: copy groups.toml's dates for each group that has none in the database."""
+    added = 0
+    for group in groups:
+        has = session.execute(select(func.count()).select_from(GroupDateRow).where(GroupDateRow.group_code == group.code)).scalar_one()
+        if has:
+            continue
+        for date in group.dates:
+            session.add(GroupDateRow(group_code=group.code, start=utc(date.start), end=utc(date.end), where=date.where,
+                                     uid=stable_uid(group.code, date)))
+            added += 1
+    return added
+
+
+def import_dates(session: Session, groups: Sequence[Group]) -> int:
+    """`intake dates import`: add or update the file's dates (matched by stable UID)."""
+    changed = 0
+    for group in groups:
+        for date in group.dates:
+            uid = stable_uid(group.code, date)
+            row = session.execute(select(GroupDateRow).where(GroupDateRow.uid == uid)).scalar_one_or_none()
+            if row is None:
+                session.add(GroupDateRow(group_code=group.code, start=utc(date.start), end=utc(date.end), where=date.where, uid=uid))
+                changed += 1
+            elif (utc(row.end), row.where) != (utc(date.end), date.where):
+                row.end, row.where = utc(date.end), date.where
+                changed += 1
+    return changed
+
+
+def upcoming_dates(session: Session, group_code: str, now: dt.datetime) -> list[UpcomingDate]:
+    """Dates still in the future at `now`, soonest first."""
+    rows = session.execute(select(GroupDateRow).where(GroupDateRow.group_code == group_code).order_by(GroupDateRow.start)).scalars()
+    return [UpcomingDate(r.uid, utc(r.start), utc(r.end), r.where) for r in rows if utc(r.start) > now]
