@@ -18,5 +18,22 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: str) -> None:
+    """Replace the table between the settings-table markers in `path`."""
+    import re
+
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    pattern = re.compile(r"(<!-- settings-table:start[^>]*-->\n).*?(<!-- settings-table:end -->)", re.DOTALL)
+    text = pattern.sub(lambda m: m.group(1) + settings_table() + "\n" + m.group(2), text)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_readme(sys.argv[2])
+    else:
+        print(settings_table())
