@@ -40,6 +40,7 @@ MAILBOX_SECTION = "mailboxes"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("database", "url", str, "sqlite:///var/intake.db", "Any SQLAlchemy URL; a relative SQLite path is relative to the working directory."),
+    Setting("database", "busy_timeout", int, 30, "Seconds a SQLite writer waits for another writer's lock before giving up (and retrying at the next poll)."),
     Setting("worker", "poll_interval", int, 60, "Seconds between polls of each mailbox."),
     Setting("worker", "jitter", int, 5, "Up to this many seconds of random delay added to each poll, so mailboxes do not all poll at once."),
     Setting("worker", "batch_size", int, 200, "Messages fetched and stored per transaction."),

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.addresses import parse_address
@@ -39,14 +40,29 @@ class DeliveryReport:
     failed: int = 0
     held: int = 0
     interrupted: int = 0
+    error: str = ""
 
     def __str__(self) -> str:
-        return f"sent {self.sent}, retrying {self.retried}, failed {self.failed}, held {self.held}"
+        text = f"sent {self.sent}, retrying {self.retried}, failed {self.failed}, held {self.held}"
+        return f"{text}; FAILED: {self.error}" if self.error else text
 
 
 def deliver_due(sessions: sessionmaker[Session], settings: Settings, clock: Clock, *, worker_id: str = "local",
                 limit: int = 500, sender_factory=SmtpSender) -> DeliveryReport:  # type: ignore[no-untyped-def]
-    """Send every due pending row (at most `limit`), reusing one SMTP connection."""
+    """Send every due pending row (at most `limit`), reusing one SMTP connection.
+
+    A database failure ends the run with the error in the report (rows already claimed stay
+    'sending' and are flagged as interrupted by a later run, never resent blindly)."""
+    try:
+        return _deliver(sessions, settings, clock, worker_id, limit, sender_factory)
+    except SQLAlchemyError as exc:
+        reason = f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
+        log.error("delivery stopped: %s", reason)
+        return DeliveryReport(error=reason)
+
+
+def _deliver(sessions: sessionmaker[Session], settings: Settings, clock: Clock, worker_id: str, limit: int,
+             sender_factory) -> DeliveryReport:  # type: ignore[no-untyped-def]
     now = clock.now()
     interrupted = _fail_interrupted(sessions, now)
     with sessions() as session:

@@ -29,7 +29,7 @@ class AppContext:
 
         url = self.settings["database.url"]
         upgrade(url)  # cheap when already at head; keeps every command on the current schema
-        return make_engine(url)
+        return make_engine(url, busy_timeout=self.settings["database.busy_timeout"])
 
     @functools.cached_property
     def sessions(self) -> sessionmaker[Session]:
