@@ -39,7 +39,7 @@ def make_corpus(n: int, *, seed: int = 7, big_every: int = 1000, attach_every: i
         title, trust = rng.choice(TITLES), rng.choice(TRUSTS)
         msg = EmailMessage()
         local = f"{first}.{last}".lower().encode("ascii", "ignore").decode().replace("'", "") or "person"
-        msg["From"] = Address(f"{first} {last}", f"{local}.{i}@example.nhs.uk")
+        msg["From"] = Address(display_name=f"{first} {last}", addr_spec=f"{local}.{i}@example.nhs.uk")
         msg["To"] = GROUP_ADDRESSES[code]
         msg["Subject"] = rng.choice([f"Expression of interest: {code}", "Interested in joining",
                                      f"Joining the {code} group", "Building Leadership for Inclusion"])

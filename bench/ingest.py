@@ -1,0 +1,204 @@
+"""Backlog benchmark: N interest emails through the whole pipeline, against the raw ceilings
+of each stage measured in the same run on the same data.
+
+    .venv/bin/python bench/ingest.py --n 5000 [--db URL] [--profile]
+
+Prints messages/s end to end (fetch, parse, classify, route, store, queue and send every
+acknowledgement to a real SMTP server), p50/p95 time per message, peak RSS of the worker
+process, and the stages alone: batched IMAP fetch, parsing, database writes, building and
+sending replies. "Serial ceiling" = 1 / (sum of the stages' per-message costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.corpus import GROUP_ADDRESSES, make_corpus  # noqa: E402
+from tests.servers.dovecot import Dovecot  # noqa: E402
+from tests.servers.smtp import SmtpServer  # noqa: E402
+from tests.support.config import MailboxSpec, write_config  # noqa: E402
+
+PEER_MSGS_PER_S = 40.0  # django-helpdesk 2.6.1 get_email, as measured in ../shared/notes (not re-measured here)
+
+
+def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def load_mailboxes(dovecot: Dovecot, corpus, tag: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    users = {code: dovecot.add_user(f"{code.lower()}-bench-{tag}@example.org", "pw") for code in GROUP_ADDRESSES}
+    by_code: dict[str, list[bytes]] = {code: [] for code in GROUP_ADDRESSES}
+    for code, data in corpus:
+        by_code[code].append(data)
+    for code, datas in by_code.items():
+        dovecot.append_many(users[code], "INBOX", datas)
+    return users
+
+
+def config_for(workdir: Path, dovecot: Dovecot, users: dict[str, str], smtp_port: int, db_url: str | None) -> Path:
+    boxes = [MailboxSpec(code.lower(), user, "pw", port=dovecot.port, group=code, extra={"idle": False})
+             for code, user in users.items()]
+    return write_config(workdir, mailboxes=boxes, smtp_port=smtp_port, database_url=db_url,
+                        sections={"ack": {"enabled": True, "max_per_hour": 1_000_000},
+                                  "worker": {"batch_size": 200, "jitter": 0}})
+
+
+def stage_fetch(settings) -> tuple[float, list]:  # type: ignore[no-untyped-def]
+    from intake.imap import ImapMailbox
+
+    raws = []
+    start = time.perf_counter()
+    for mailbox in settings.mailboxes:
+        with ImapMailbox(mailbox) as box:
+            raws.extend(box.fetch(box.uids_after(0), batch_size=200))
+    return time.perf_counter() - start, raws
+
+
+def stage_parse(raws) -> tuple[float, list]:  # type: ignore[no-untyped-def]
+    from intake.parsing import parse
+
+    start = time.perf_counter()
+    parsed = [parse(r.data) for r in raws]
+    return time.perf_counter() - start, parsed
+
+
+def stage_store(raws, parsed, url: str) -> float:  # type: ignore[no-untyped-def]
+    from intake.db import make_engine, make_sessionmaker, upgrade
+    from intake.models import Message, MessageSource, RawMessageRow
+
+    upgrade(url)
+    sessions = make_sessionmaker(make_engine(url))
+    start = time.perf_counter()
+    for i in range(0, len(raws), 200):
+        with sessions.begin() as s:
+            for raw, msg in zip(raws[i:i + 200], parsed[i:i + 200]):
+                row = Message(message_id=msg.message_id, message_id_key=msg.message_id.lower(), content_hash=raw.content_hash,
+                              mailbox=raw.ref.mailbox, kind="interest", received_at=raw.internal_date,
+                              subject=msg.subject, body_text=msg.text, body_html=msg.html, size=len(raw.data))
+                row.raw = RawMessageRow(data=raw.data)
+                s.add(row)
+                s.flush()
+                s.add(MessageSource(message_pk=row.id, mailbox=raw.ref.mailbox, uidvalidity=raw.ref.uidvalidity, uid=raw.ref.uid))
+    return time.perf_counter() - start
+
+
+def stage_reply(parsed, settings) -> float:  # type: ignore[no-untyped-def]
+    """Render, build and send one reply per message over one reused SMTP connection."""
+    from email.message import EmailMessage
+
+    from intake.ack import Acknowledger
+    from intake.clock import SystemClock
+    from intake.smtp import SmtpSender
+
+    ack = Acknowledger(settings, SystemClock())
+    start = time.perf_counter()
+    with SmtpSender(settings) as sender:
+        for msg in parsed:
+            text = ack.preview("SWIG", msg.from_.name if msg.from_ else "")
+            reply = EmailMessage()
+            reply["From"], reply["To"], reply["Subject"] = settings["smtp.from_address"], msg.from_.email, "Your interest"
+            reply.set_content(text)
+            reply.add_alternative(f"<p>{text}</p>", subtype="html")
+            sender.send("blfi@example.org", msg.from_.email, reply.as_bytes())
+    return time.perf_counter() - start
+
+
+def end_to_end(config: Path, profile: bool) -> tuple[float, int, str]:
+    cmd = [sys.executable, "-m", "intake", "--config", str(config), "run", "--once"]
+    if profile:
+        cmd = [sys.executable, "-m", "pyinstrument", "-o", str(REPO / "var" / "ingest-profile.txt"), "-m", "intake",
+               "--config", str(config), "run", "--once"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak_kb, before), out.stdout
+
+
+def per_message_times(db_url: str) -> list[float]:
+    """Intervals between consecutive messages' processing times (per-message cost)."""
+    from sqlalchemy import select
+
+    from intake.db import make_engine, make_sessionmaker
+    from intake.models import Message
+
+    with make_sessionmaker(make_engine(db_url))() as s:
+        stamps = sorted(t.timestamp() for t in s.execute(select(Message.fetched_at)).scalars())
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--db", help="database URL for the end-to-end run (default: a fresh SQLite file)")
+    parser.add_argument("--profile", action="store_true", help="profile the end-to-end run with pyinstrument")
+    args = parser.parse_args()
+
+    from intake.config import load_settings
+
+    dovecot, smtp = Dovecot().start(), SmtpServer().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench") as work:
+            workdir = Path(work)
+            corpus = make_corpus(args.n)
+            total_mb = sum(len(d) for _, d in corpus) / 1e6
+            t_append, users = timed(load_mailboxes, dovecot, corpus, str(os.getpid()))
+            del corpus
+            db_url = args.db or f"sqlite:///{workdir / 'e2e.db'}"
+            config = config_for(workdir, dovecot, users, smtp.port, db_url)
+            settings = load_settings(config, env={})
+            t_fetch, raws = stage_fetch(settings)
+            t_parse, parsed = stage_parse(raws)
+            t_store = stage_store(raws, parsed, f"sqlite:///{workdir / 'stage.db'}")
+            t_reply = stage_reply(parsed, settings)
+            smtp.clear()
+            n = len(raws)
+            del raws, parsed
+            t_e2e, peak_kb, out = end_to_end(config, args.profile)
+            acks = len(smtp.messages)
+            times = per_message_times(db_url)
+    finally:
+        smtp.stop()
+        dovecot.cleanup()
+    per = {k: v / n for k, v in {"fetch": t_fetch, "parse": t_parse, "store": t_store, "reply": t_reply}.items()}
+    ceiling = 1 / sum(per.values())
+    rate = n / t_e2e
+    print(f"ingest benchmark: {n} messages, {total_mb:.0f} MB, database {'SQLite' if not args.db else args.db.split(':')[0]}")
+    print(f"  set-up: MULTIAPPEND {n / t_append:,.0f} msg/s")
+    for stage, cost in per.items():
+        print(f"  stage alone: {stage:<6} {1 / cost:>9,.0f} msg/s  ({cost * 1000:.2f} ms/msg)")
+    print(f"  serial ceiling (1 / sum of stages): {ceiling:,.0f} msg/s")
+    print(f"  end to end (intake run --once):     {rate:,.0f} msg/s  ({t_e2e:.1f} s, {acks} acks accepted by SMTP)")
+    print(f"  end to end / serial ceiling:        {rate / ceiling:.0%}")
+    print(f"  end to end / peer helpdesk ({PEER_MSGS_PER_S:.0f} msg/s, quoted): {rate / PEER_MSGS_PER_S:.1f}x")
+    print(f"  per message: p50 {pct(times, 0.5) * 1000:.2f} ms, p95 {pct(times, 0.95) * 1000:.2f} ms")
+    print(f"  peak RSS of the worker process: {peak_kb / 1024:.0f} MB")
+    print(json.dumps({"n": n, "msg_per_s": round(rate, 1), "ceiling": round(ceiling, 1), "fraction": round(rate / ceiling, 3),
+                      "peak_rss_mb": round(peak_kb / 1024), "acks": acks}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
