@@ -21,8 +21,10 @@ run: $(STAMP)
 system-deps:
 	bash .ci/system-deps.sh
 
+# The suite runs twice: on SQLite, then on a private PostgreSQL (started by the tests).
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	INTAKE_TEST_DB=postgres $(BIN)/python -m pytest -m "not sqlite_only and not browser" $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py --n 1000

@@ -14,7 +14,8 @@ _users = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def dovecot():
-    """A private Dovecot (IMAP on .port, implicit TLS on .tls_port, CA in .ca_file)."""
+    """A private Dovecot for the whole session (IMAP with STARTTLS on .port, implicit TLS on
+    .tls_port, CA in .ca_file). Tests must not share users: use `mail_account`."""
     try:
         server = Dovecot().start()
     except DovecotUnavailable as exc:
@@ -25,7 +26,9 @@ def dovecot():
 
 @pytest.fixture
 def mail_account(dovecot):
-    """Factory: a fresh Dovecot user (email, password) that no other test uses."""
+    """Factory: a fresh Dovecot user (email, password) that no other test uses.
+
+    `mail_account()` -> ("u7-123@example.org", "pw"); `mail_account("swig", "secret")`."""
 
     def make(prefix: str = "u", password: str = "pw") -> tuple[str, str]:
         email = f"{prefix}{next(_users)}-{os.getpid()}@example.org"
@@ -33,6 +36,22 @@ def mail_account(dovecot):
         return email, password
 
     return make
+
+
+@pytest.fixture
+def tcp_proxy():
+    """Factory: a TcpProxy in front of a loopback port, for cut/stall faults; stopped after."""
+    from tests.servers.tcp_proxy import TcpProxy
+
+    proxies: list[TcpProxy] = []
+
+    def make(target_port: int) -> TcpProxy:
+        proxies.append(TcpProxy(target_port).start())
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
 
 
 @pytest.fixture(scope="session")

@@ -123,8 +123,7 @@ def test_same_message_in_two_mailboxes_is_stored_once(tmp_path, dovecot, account
     messages = _messages(config)
     assert len(messages) == 1
     assert sorted(messages[0]["groups"]) == ["SDIG", "SWIG"]
-    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    with make_sessionmaker(engine)() as s:
+    with _sessions(config)() as s:
         assert s.execute(select(func.count()).select_from(MessageSource)).scalar_one() == 2
 
 
@@ -172,8 +171,7 @@ def test_internal_error_quarantines_one_message_and_goes_on(tmp_path, dovecot, a
     out = _cli(config, "run", "--once")
     assert "quarantined 1" in out
     assert [m["from"] for m in _messages(config)] == ["b@example.nhs.uk"]
-    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    with make_sessionmaker(engine)() as s:
+    with _sessions(config)() as s:
         q = s.execute(select(Quarantine)).scalar_one()
         assert "routing exploded" in q.reason and b"boom" in q.data
     # And it is not retried on every poll.
@@ -186,33 +184,36 @@ def test_kill_mid_batch_then_rerun_loses_and_duplicates_nothing(tmp_path, doveco
         make_mail(from_=f"K{i} <k{i}@example.nhs.uk>", to=accounts["SWIG"], message_id=f"<kill-{i}@example.nhs.uk>")
         for i in range(n)])
     config = _config(tmp_path, dovecot, accounts, sections={"worker": {"batch_size": 20}, "ack": {"enabled": False}})
-    db = tmp_path / "intake.db"
     cmd = [sys.executable, "-m", "intake", "--config", str(config), "run", "--once"]
+    sessions = _sessions(config)
+    _cli(config, "db", "upgrade")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_at = _kill_when_some_stored(proc, db, minimum=1)
+    killed_at = _kill_when_some_stored(proc, sessions, minimum=1)
     assert killed_at < n, "the worker finished before it could be killed; make the batch larger"
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    engine = make_engine(f"sqlite:///{db}")
-    with make_sessionmaker(engine)() as s:
+    with sessions() as s:
         ids = list(s.execute(select(Message.message_id)).scalars())
     assert len(ids) == n and len(set(ids)) == n
 
 
-def _kill_when_some_stored(proc: subprocess.Popen, db: Path, minimum: int) -> int:
-    import sqlite3
+def _sessions(config: Path):
+    from intake.config import load_settings
 
+    return make_sessionmaker(make_engine(load_settings(config, env={})["database.url"]))
+
+
+def _kill_when_some_stored(proc: subprocess.Popen, sessions, minimum: int) -> int:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    count = conn.execute("select count(*) from messages").fetchone()[0]
-            except sqlite3.OperationalError:
-                count = 0
-            if count >= minimum:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return count
+        try:
+            with sessions() as s:
+                count = s.execute(select(func.count()).select_from(Message)).scalar_one()
+        except Exception:  # the schema may not exist yet, or the database is busy: look again
+            count = 0
+        if count >= minimum:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return count
         time.sleep(0.01)
     proc.kill()
     proc.wait()

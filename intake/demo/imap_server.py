@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import errno
 from argparse import Namespace
-from typing import Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from proxyprotocol.reader import ProxyProtocolReader
 from pymap.backend.dict import Config, Identity, Login
@@ -22,6 +22,7 @@ from pymap.concurrent import Subsystem
 from pymap.imap import IMAPServer
 from pymap.parsing.message import AppendMessage
 from pymap.user import Passwords, UserMetadata
+from pysasl.hashing import BuiltinHash
 
 GREETING = b"intake demo IMAP server ready"
 
@@ -49,7 +50,44 @@ def _config(host: str, port: int) -> _DemoConfig:
         reject_dnsbl=False,
         # Hash and check passwords inline: a per-start thread pool would outlive stop().
         cpu_subsystem=Subsystem.for_asyncio(),
+        # pymap's default 500,000 PBKDF2 rounds cost ~0.25 s per LOGIN on the one loop thread,
+        # i.e. every poll of every mailbox; the demo's passwords are public ("demo") anyway.
+        hash_context=BuiltinHash(rounds=1_000),
     )
+
+
+class WholeResponseWriter:
+    """A StreamWriter that hands the socket each response whole, at drain().
+
+    pymap writes one response in pieces ("* 4 FETCH ", "(FLAGS ())", "\\r\\n") and the
+    asyncio transport sends each piece at once. imapclient reads IDLE updates from a
+    non-blocking socket and aborts on a half line ("unterminated line"), which dropped the
+    worker's IDLE connections. pymap drains after every response, so buffering until then
+    keeps responses intact without delaying any.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._pending += data
+
+    async def drain(self) -> None:
+        if self._pending:
+            self._writer.write(bytes(self._pending))
+            self._pending.clear()
+        await self._writer.drain()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)  # close, start_tls, get_extra_info, transport, ...
+
+
+def _whole_responses(imap: IMAPServer) -> Callable[..., Awaitable[None]]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: Any) -> None:
+        await imap(reader, WholeResponseWriter(writer), sock_info)  # type: ignore[arg-type]
+
+    return handle
 
 
 class DemoImapServer:
@@ -73,7 +111,7 @@ class DemoImapServer:
         for username, password in accounts.items():
             hashed = await passwords.hash_password(password)
             await Identity(username, login, None, frozenset()).set(UserMetadata(config, username, password=hashed))
-        callback = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(login, config))
+        callback = ProxyProtocolReader(config.proxy_protocol).get_callback(_whole_responses(IMAPServer(login, config)))
         server = await asyncio.start_server(callback, host=host, port=port, reuse_address=True)
         return cls(server, login, config)
 

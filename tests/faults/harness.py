@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from tests.support.config import MailboxSpec, write_config
 from tests.support.mail import make_mail
@@ -49,7 +51,8 @@ class ChaosResult:
 
 
 class Chaos:
-    def __init__(self, workdir: Path, dovecot, smtp_server, *, per_mailbox: int, seed: int = 1):  # type: ignore[no-untyped-def]
+    def __init__(self, workdir: Path, dovecot, smtp_server, *, per_mailbox: int, seed: int = 1,  # type: ignore[no-untyped-def]
+                 workers: int = 1, database_url: str | None = None):
         self.workdir, self.dovecot, self.smtp = workdir, dovecot, smtp_server
         self.rng = random.Random(seed)
         self.per_mailbox = per_mailbox
@@ -59,13 +62,19 @@ class Chaos:
         for code, user in self.users.items():
             dovecot.add_user(user, "pw")
             boxes.append(MailboxSpec(code.lower(), user, "pw", port=dovecot.port, group=code, extra={"idle": False}))
-        self.config = write_config(workdir, mailboxes=boxes, smtp_port=smtp_server.port, sections={
-            "worker": {"poll_interval": 1, "jitter": 0, "batch_size": 25, "delivery_interval": 1},
+        self.config = write_config(workdir, mailboxes=boxes, smtp_port=smtp_server.port, database_url=database_url, sections={
+            "worker": {"poll_interval": 1, "jitter": 0, "batch_size": 25, "delivery_interval": 1, "lease_seconds": 5},
             "ack": {"enabled": True, "max_per_hour": 100000},
         })
-        self.db = workdir / "intake.db"
+        from intake.config import load_settings
+        from intake.db import make_engine, upgrade
+
+        url = load_settings(self.config, env={})["database.url"]
+        upgrade(url)
+        self.engine = make_engine(url)
+        self.workers = workers
         self.expected_ids: set[str] = set()
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []
 
     def load(self) -> None:
         for code, user in self.users.items():
@@ -77,45 +86,58 @@ class Chaos:
                                        message_id=f"<{mid}>"))
             self.dovecot.append_many(user, "INBOX", mails)
 
-    def start(self) -> None:
+    def start_one(self) -> subprocess.Popen:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.workdir / "worker.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "intake", "--config", str(self.config), "run", "--no-web"],
-                                     stdout=log, stderr=log, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "intake", "--config", str(self.config), "run", "--no-web"],
+                                stdout=log, stderr=log, env=env)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        for _ in range(self.workers - len([p for p in self.procs if p.poll() is None])):
+            self.start_one()
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        """SIGKILL one running worker, chosen at random."""
+        alive = [p for p in self.procs if p.poll() is None]
+        victim = self.rng.choice(alive)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=60)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
 
-    def run(self, kills: int, *, min_gap: float = 0.3, max_gap: float = 2.0, settle_timeout: float = 240) -> ChaosResult:
+    def run(self, kills: int, *, min_gap: float = 0.3, max_gap: float = 2.0, settle_timeout: float = 240,
+            restart: bool = True) -> ChaosResult:
+        """Kill a worker `kills` times; with restart=False the survivors must finish the work."""
         result = ChaosResult(messages=len(self.expected_ids))
         self.start()
         for _ in range(kills):
             time.sleep(self.rng.uniform(min_gap, max_gap))
             self.kill()
             result.kills += 1
-            self.start()
+            if restart:
+                self.start()
         self._wait_until_done(settle_timeout)
         self.stop()
         return self._count(result)
 
     def _stored_count(self) -> int:
         try:
-            with sqlite3.connect(self.db, timeout=5) as conn:
-                stored = conn.execute("select count(*) from messages").fetchone()[0]
-                pending = conn.execute("select count(*) from outbox where status in ('pending', 'sending')").fetchone()[0]
+            with self.engine.connect() as conn:
+                stored = conn.execute(text("select count(*) from messages")).scalar_one()
+                pending = conn.execute(text("select count(*) from outbox where status in ('pending', 'sending')")).scalar_one()
             return stored if pending == 0 else -1
-        except sqlite3.Error:
+        except SQLAlchemyError:
             return -1
 
     def _wait_until_done(self, timeout: float) -> None:
@@ -128,11 +150,11 @@ class Chaos:
             time.sleep(0.3)
 
     def _count(self, result: ChaosResult) -> ChaosResult:
-        with sqlite3.connect(self.db) as conn:
-            ids = [r[0] for r in conn.execute("select message_id from messages")]
-            emails = [r[0] for r in conn.execute("select distinct email from applications where email is not null")]
-            interrupted = [r[0] for r in conn.execute(
-                "select to_address from outbox where status = 'failed' and last_error like 'interrupted%'")]
+        with self.engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(text("select message_id from messages"))]
+            emails = [r[0] for r in conn.execute(text("select distinct email from applications where email is not null"))]
+            interrupted = [r[0] for r in conn.execute(text(
+                "select to_address from outbox where status = 'failed' and last_error like 'interrupted%'"))]
         counts = Counter(ids)
         result.stored = len(set(ids) & self.expected_ids)
         result.duplicates = sum(n - 1 for n in counts.values() if n > 1)

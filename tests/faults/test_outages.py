@@ -42,6 +42,7 @@ def _checkpoint(sessions, name: str) -> int:
         return state.last_uid if state else 0
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_keeps_checkpoint_and_catches_up(tmp_path, dovecot, mail_account) -> None:
     user, _ = mail_account("lock")
     for i in range(5):
@@ -60,6 +61,7 @@ def test_locked_database_keeps_checkpoint_and_catches_up(tmp_path, dovecot, mail
     assert _stored(sessions) == 5
 
 
+@pytest.mark.sqlite_only
 def test_disk_full_keeps_checkpoint_and_catches_up(tmp_path, dovecot, mail_account) -> None:
     """The database cannot grow (a file-size limit stands in for a full disk)."""
     user, _ = mail_account("full")

@@ -295,12 +295,13 @@ class Dovecot:
             return sorted(c.search("ALL"))
 
     def flags(self, user: str, folder: str) -> dict[int, frozenset[str]]:
-        """UID -> flags (e.g. "\\\\Seen"), read without changing anything."""
+        """UID -> flags (e.g. "\\\\Seen"), read without changing anything; \\Recent (which
+        depends on the session) is left out."""
         with self.client(user) as c:
             c.select_folder(folder, readonly=True)
             uids = c.search("ALL")
             data = c.fetch(uids, ["FLAGS"]) if uids else {}
-            return {uid: frozenset(f.decode() for f in item[b"FLAGS"]) for uid, item in data.items()}
+            return {uid: frozenset(f.decode() for f in item[b"FLAGS"]) - {"\\Recent"} for uid, item in data.items()}
 
     def fetch_all(self, user: str, folder: str) -> list[bytes]:
         with self.client(user) as c:

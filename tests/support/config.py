@@ -32,6 +32,12 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _default_database(directory: Path) -> str:
+    from tests.support.pg import fresh_postgres_url, use_postgres
+
+    return fresh_postgres_url() if use_postgres() else f"sqlite:///{directory / 'intake.db'}"
+
+
 def write_config(
     directory: Path,
     *,
@@ -48,7 +54,7 @@ def write_config(
     """
     directory.mkdir(parents=True, exist_ok=True)
     merged: dict[str, dict[str, Any]] = {
-        "database": {"url": database_url or f"sqlite:///{directory / 'intake.db'}"},
+        "database": {"url": database_url or _default_database(directory)},
         "worker": {"poll_interval": 60, "jitter": 0},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none",
                  "from_address": "Building Leadership for Inclusion <blfi@example.org>"},
