@@ -176,8 +176,9 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
                 # We stalled past the lease and another worker took over: stop without
                 # committing; it re-reads these messages from the unchanged checkpoint.
                 raise MailboxUnavailable(mailbox.name, "lease lost to another worker")
+            index = BatchIndex.load(session, raws)
             for raw in raws:
-                _ingest_one(session, settings, mailbox, raw, ports, report, first_connected)
+                _ingest_one(session, settings, mailbox, raw, ports, report, first_connected, index)
             state = store.mailbox_state(session, mailbox.name, mailbox.folder)
             state.last_uid = max(uids)
             state.backlog = remaining
@@ -192,16 +193,46 @@ def _finish_pending_moves(box: MailboxPort, mailbox: MailboxConfig, last_uid: in
         box.move(leftover, mailbox.move_to)
 
 
+@dataclass
+class BatchIndex:
+    """What the database already knows about one fetched batch, looked up in bulk (a few
+    queries per batch instead of several per message) and kept current as it is stored."""
+
+    sources: set[tuple[str, int, int]]
+    by_key: dict[str, Message]
+    by_hash: dict[str, Message]
+    erased_or_quarantined: set[str]
+
+    @classmethod
+    def load(cls, session: Session, raws: Sequence[RawMessage]) -> "BatchIndex":
+        keys = {r.content_hash: store.message_id_key(_quick_message_id(r.data), r.content_hash) for r in raws}
+        hashes = list(keys)
+        mids = [_mid_hash(k) for k in keys.values() if not k.startswith("hash:")]
+        blocked = store.tombstoned(session, hashes, mids) | store.quarantined_hashes(session, hashes)
+        return cls(store.known_sources(session, [r.ref for r in raws]), store.messages_by_key(session, keys.values()),
+                   store.messages_by_hash(session, hashes), blocked)
+
+    def existing(self, key: str, content_hash: str) -> Message | None:
+        return self.by_key.get(key) or self.by_hash.get(content_hash)
+
+    def blocked(self, key: str, content_hash: str) -> bool:
+        return content_hash in self.erased_or_quarantined or (not key.startswith("hash:") and _mid_hash(key) in self.erased_or_quarantined)
+
+    def add(self, message: Message) -> None:
+        self.by_key[message.message_id_key] = message
+        self.by_hash[message.content_hash] = message
+
+
 def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, raw: RawMessage, ports: Ports,
-                report: PollReport, first_connected: dt.datetime | None) -> None:
+                report: PollReport, first_connected: dt.datetime | None, index: BatchIndex) -> None:
     """Store one fetched message exactly once; quarantine it if our code fails on it."""
-    if store.known_sources(session, [raw.ref]):
+    ref = raw.ref
+    if (ref.mailbox, ref.uidvalidity, ref.uid) in index.sources:
         report.duplicates += 1
         return
     content_hash = raw.content_hash
-    header_mid = _quick_message_id(raw.data)
-    key = store.message_id_key(header_mid, content_hash)
-    existing = store.messages_by_key(session, [key]).get(key) or store.messages_by_hash(session, [content_hash]).get(content_hash)
+    key = store.message_id_key(_quick_message_id(raw.data), content_hash)
+    existing = index.existing(key, content_hash)
     if existing is not None:
         # The same message seen again (another group mailbox, or a re-read folder).
         store.add_source(session, existing, raw.ref)
@@ -210,7 +241,7 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
             with session.begin_nested():
                 _add_mailbox_group(session, settings, mailbox, existing, raw, ports, first_connected)
         return
-    if store.tombstoned(session, [content_hash], [_mid_hash(header_mid)]) or store.quarantined_hashes(session, [content_hash]):
+    if index.blocked(key, content_hash):
         report.duplicates += 1
         return
     try:
@@ -232,6 +263,8 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         _quarantine(session, raw, ports, reason + "\n" + traceback.format_exc(limit=5))
         report.quarantined += 1
         return
+    if outcome.message is not None:
+        index.add(outcome.message)
     report.stored += 1
     report.kinds[outcome.kind] = report.kinds.get(outcome.kind, 0) + 1
     report.acks_queued += int(outcome.ack_queued)
@@ -241,6 +274,7 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
 class Outcome:
     kind: str
     ack_queued: bool = False
+    message: Message | None = None
 
 
 def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, raw: RawMessage, ports: Ports,
@@ -269,7 +303,7 @@ def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         row = ports.acknowledger.enqueue(session, inbound=inbound, message=message, verdict=verdict,
                                          applications=applications, mailbox=mailbox,
                                          mailbox_first_connected_at=first_connected)
-    return Outcome(verdict.kind.value, ack_queued=row is not None)
+    return Outcome(verdict.kind.value, ack_queued=row is not None, message=message)
 
 
 def _classify_context(session: Session, settings: Settings, inbound: InboundMessage) -> ClassifyContext:

@@ -59,16 +59,27 @@ class CycleReport:
     delivery: object | None = None
 
 
+DELIVERY_BATCH = 500
+
+
 def run_once(settings: Settings, sessions: sessionmaker[Session], ports: Ports) -> CycleReport:
     """Every job once: poll each enabled mailbox, then drain the outbox."""
-    from intake.delivery import deliver_due
+    from intake.delivery import DeliveryReport, deliver_due
 
     report = CycleReport()
     for mailbox in settings.mailboxes:
         if mailbox.enabled:
             report.polls.append(poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id()))
     # Delivery runs even with acks disabled: coordinators' replies and digests use it too.
-    report.delivery = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
+    # --once drains everything due, a batch at a time.
+    total: dict[str, int] = {}
+    while True:
+        batch = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
+        for name in ("sent", "retried", "failed", "interrupted"):
+            total[name] = total.get(name, 0) + getattr(batch, name)
+        if batch.error or batch.sent + batch.retried + batch.failed < DELIVERY_BATCH:
+            break
+    report.delivery = DeliveryReport(**total, held=batch.held, error=batch.error)
     return report
 
 

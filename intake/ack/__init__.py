@@ -101,6 +101,8 @@ class Acknowledger:
         chosen = [a for a in applications if a.group_code in decision.groups] or applications
         row = self._compose(session, inbound, recipient, chosen, verdict.kind, decision, now)
         session.add(row)
+        if not decision.hold:
+            session.info["intake.acks_last_hour"] = facts.sent_last_hour + 1
         if decision.hold:
             log.error("acknowledgement to %s held: %s", _mask(to), decision.reason)
         return row
@@ -248,6 +250,15 @@ class Acknowledger:
             func.lower(Outbox.to_address) == to.lower(), Outbox.kind == "withdrawal", Outbox.created_at >= since)).scalar_one() > 0
 
     def _sent_last_hour(self, session: Session, now: dt.datetime) -> int:
+        # Counted once per transaction (a poll batch), then kept current in memory: the
+        # pipeline adds every acknowledgement of the batch through this object.
+        cached = session.info.get("intake.acks_last_hour")
+        if cached is not None:
+            return cached
+        session.info["intake.acks_last_hour"] = count = self._count_last_hour(session, now)
+        return count
+
+    def _count_last_hour(self, session: Session, now: dt.datetime) -> int:
         since = now - dt.timedelta(hours=1)
         return session.execute(select(func.count()).select_from(Outbox).where(
             Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since,
