@@ -74,7 +74,7 @@ def _deliver(sessions: sessionmaker[Session], settings: Settings, clock: Clock, 
     envelope_from = _envelope(settings)
     with sender_factory(settings) as sender:
         for row_id in due:
-            row = _claim(sessions, row_id, worker_id, clock.now())
+            row = _claim(sessions, row_id, worker_id, clock.now(), claim_seconds=2 * settings["smtp.timeout"] + 30)
             if row is None:
                 continue  # another worker took it
             try:
@@ -105,12 +105,13 @@ def _envelope(settings: Settings) -> str:
     return parsed.email if parsed else settings["smtp.from_address"]
 
 
-def _claim(sessions: sessionmaker[Session], row_id: int, worker_id: str, now: dt.datetime) -> Outbox | None:
+def _claim(sessions: sessionmaker[Session], row_id: int, worker_id: str, now: dt.datetime,
+           claim_seconds: int = CLAIM_SECONDS) -> Outbox | None:
     """Atomically move one pending row to 'sending' (a conditional UPDATE: one winner)."""
     with sessions.begin() as session:
         result = session.execute(
             update(Outbox).where(Outbox.id == row_id, Outbox.status == "pending")
-            .values(status="sending", claimed_by=worker_id, claimed_until=now + dt.timedelta(seconds=CLAIM_SECONDS))
+            .values(status="sending", claimed_by=worker_id, claimed_until=now + dt.timedelta(seconds=claim_seconds))
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:
             return None
