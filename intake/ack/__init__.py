@@ -46,6 +46,12 @@ TRIAGE_GROUP = Group(code=TRIAGE, display="Your message", name="Your message to 
 
 
 @dataclass(frozen=True)
+class RecentReplies:
+    acked_groups: frozenset[str]
+    withdrawal_confirmed: bool
+
+
+@dataclass(frozen=True)
 class Section:
     group_code: str
     group: Group
@@ -79,16 +85,17 @@ class Acknowledger:
         recipient = inbound.reply_to or inbound.from_
         to = recipient.email if recipient else ""
         groups = frozenset(a.group_code for a in applications)
+        recent = self._recent(session, to, now)
         facts = AckFacts(
             kind=verdict.kind, recipient=to, own_addresses=self.settings.own_addresses,
             enabled=self.settings["ack.enabled"], mailbox_enabled=mailbox.ack,
             received_at=utc(message.received_at),
             first_connected_at=utc(mailbox_first_connected_at) if mailbox_first_connected_at else None,
             max_age_hours=self.settings["ack.max_age_hours"],
-            groups_already_acked=self._acked_groups(session, to, now) if to else frozenset(),
+            groups_already_acked=recent.acked_groups,
             groups=groups, sent_last_hour=self._sent_last_hour(session, now),
             max_per_hour=self.settings["ack.max_per_hour"],
-            withdrawal_confirmed_recently=self._withdrawal_confirmed(session, to, now) if to else False,
+            withdrawal_confirmed_recently=recent.withdrawal_confirmed,
         )
         decision = decide(facts)
         message.acknowledge = decision.send
@@ -171,7 +178,7 @@ class Acknowledger:
             html = self.env.get_template("ack/withdrawal.html").render(ctx)
         else:
             sections = [self._section(a.group_code, self._group(a.group_code), a.reference or "",
-                                      upcoming_dates(session, a.group_code, now) if a.group_code != TRIAGE else [])
+                                      self._upcoming(session, a.group_code, now) if a.group_code != TRIAGE else [])
                         for a in sorted(applications, key=self._group_order)]
             subject = self._subject(sections)
             text, html = self._render_ack(name, sections, subject=subject)
@@ -224,6 +231,13 @@ class Acknowledger:
         msg[LOOP_HEADER] = self.settings.message_id_domain
         return msg.as_bytes()
 
+    def _upcoming(self, session: Session, group_code: str, now: dt.datetime) -> list[UpcomingDate]:
+        """Upcoming dates, read once per transaction (a poll batch) per group."""
+        cache = session.info.setdefault("intake.upcoming_dates", {})
+        if group_code not in cache:
+            cache[group_code] = upcoming_dates(session, group_code, now)
+        return cache[group_code]
+
     def _group_order(self, app: Application) -> int:
         codes = [g.code for g in self.settings.groups]
         return codes.index(app.group_code) if app.group_code in codes else len(codes)
@@ -237,17 +251,16 @@ class Acknowledger:
             return Group(code=code, display=code, name=code)
 
     # -- facts from the outbox -----------------------------------------------------------
-    def _acked_groups(self, session: Session, to: str, now: dt.datetime) -> frozenset[str]:
+    def _recent(self, session: Session, to: str, now: dt.datetime) -> "RecentReplies":
+        """What we sent this recipient within the window (one query)."""
+        if not to:
+            return RecentReplies(frozenset(), False)
         since = now - dt.timedelta(hours=self.settings["ack.window_hours"])
-        rows = session.execute(select(Outbox.group_codes).where(
-            func.lower(Outbox.to_address) == to.lower(), Outbox.kind == "ack", Outbox.created_at >= since,
-            Outbox.status != "failed")).scalars()
-        return frozenset(code for codes in rows for code in (codes or []))
-
-    def _withdrawal_confirmed(self, session: Session, to: str, now: dt.datetime) -> bool:
-        since = now - dt.timedelta(hours=self.settings["ack.window_hours"])
-        return session.execute(select(func.count()).select_from(Outbox).where(
-            func.lower(Outbox.to_address) == to.lower(), Outbox.kind == "withdrawal", Outbox.created_at >= since)).scalar_one() > 0
+        rows = session.execute(select(Outbox.kind, Outbox.group_codes).where(
+            func.lower(Outbox.to_address) == to.lower(), Outbox.kind.in_(("ack", "withdrawal")),
+            Outbox.created_at >= since, Outbox.status != "failed")).all()
+        acked = frozenset(code for kind, codes in rows if kind == "ack" for code in (codes or []))
+        return RecentReplies(acked, any(kind == "withdrawal" for kind, _ in rows))
 
     def _sent_last_hour(self, session: Session, now: dt.datetime) -> int:
         # Counted once per transaction (a poll batch), then kept current in memory: the
