@@ -92,8 +92,8 @@ def _deliver(sessions: sessionmaker[Session], settings: Settings, clock: Clock, 
                     _finish(sessions, row_id, status="pending", error=exc.reason, attempts=attempts,
                             next_attempt_at=clock.now() + dt.timedelta(seconds=delay))
                     retried += 1
-                if exc.code is None:
-                    break  # the server is unreachable: the rest waits for the next run
+                if not sender.connected:
+                    break  # unreachable, refused our login or closing (421): the rest waits for the next run
             else:
                 _finish(sessions, row_id, status="sent", error="", attempts=row.attempts + 1, reply=reply, sent_at=clock.now())
                 sent += 1
@@ -146,4 +146,7 @@ def _fail_interrupted(sessions: sessionmaker[Session], now: dt.datetime) -> int:
                     last_error="interrupted while sending: it may or may not have been delivered; "
                                "check, then `intake outbox retry` to send it again")
             .execution_options(synchronize_session=False))
-        return result.rowcount or 0
+        count = result.rowcount or 0
+    if count:
+        log.error("%d outbox message(s) were interrupted while sending and need a check: see `intake outbox list --status failed`", count)
+    return count

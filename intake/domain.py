@@ -133,11 +133,8 @@ class InboundMessage:
     @property
     def recipients(self) -> tuple[str, ...]:
         """Every address this message was sent to, as lower-case strings, in order."""
-        seen: list[str] = []
-        for email in [a.email for a in self.to + self.cc] + list(self.delivered_to):
-            if email and email not in seen:
-                seen.append(email)
-        return tuple(seen)
+        everyone = [a.email for a in self.to + self.cc] + list(self.delivered_to)
+        return tuple(dict.fromkeys(e for e in everyone if e))
 
     @property
     def body(self) -> str:

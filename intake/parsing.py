@@ -1,21 +1,31 @@
 """Parsing: raw bytes -> InboundMessage. The only module that imports mailparser.
 
 mail-parser does the heavy lifting (bodies, attachments, defects); the standard library
-reads the headers and steps in where mail-parser is known to lose something: a text part
-that carries a file name (mail-parser files it as an attachment and the body is lost), a
-broken MIME boundary (the body comes back as raw MIME), or a message it cannot read at all.
+reads the headers and steps in where mail-parser is known to lose something:
+
+- a text part that carries a file name (mail-parser files it as an attachment: body lost);
+- a broken MIME boundary (the body comes back empty or as raw MIME): we look for the
+  boundary the parts really use and read the message again;
+- charset labels that lie about their bytes (mail-parser decodes with replacement
+  characters): we decode the part ourselves, UTF-8 first, single bytes as Windows-1252;
+- raw 8-bit header bytes (read as UTF-8, else Windows-1252);
+- a message it cannot read at all.
+
 Every header value we keep has its control characters removed (RFC 2047 names may decode
-to CR/LF). Oversize messages are read for headers only. Nothing but UnparseableMessage
-leaves parse().
+to CR/LF). Messages over ``max_bytes`` are read for headers only, never decoded.
+Nothing but UnparseableMessage leaves parse(); that is raised only when there are no
+headers at all (no sender, no subject, nothing a coordinator could act on).
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime as dt
 import email
 import re
 from email import policy as email_policy
+from email.header import decode_header, make_header
 from email.message import Message as StdMessage
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -27,6 +37,8 @@ from intake.domain import Address, Attachment, InboundMessage
 from intake.errors import IntakeError
 
 MAX_HEADER_VALUE = 8192
+HEAD_LIMIT = 1024 * 1024  # an oversize message's header block is read from this many bytes at most
+_KEEP_TYPES = ("text/rfc822-headers", "message/rfc822", "message/delivery-status", "message/disposition-notification")
 
 
 class UnparseableMessage(IntakeError):
@@ -38,49 +50,125 @@ class UnparseableMessage(IntakeError):
 
 
 def parse(data: bytes, *, max_bytes: int = 25 * 1024 * 1024) -> InboundMessage:
-    """Parse one message. Oversize messages are stored with headers only (oversize=True)."""
-    if not data or not data.strip():
+    """Parse one message. Oversize messages are kept with headers only (oversize=True)."""
+    if not data or data.isspace():  # isspace, not strip(): no copy of a 50 MB message
         raise UnparseableMessage("empty message")
-    data = data.replace(b"\x00", b"")  # NUL bytes are never meaningful in mail and break parsers
-    oversize = len(data) > max_bytes
     try:
-        std = _std_headers(data) if oversize else email.message_from_bytes(data, policy=email_policy.compat32)
-    except Exception as exc:  # the stdlib is our last resort: anything it raises means no usable message
+        return _parse(data, max_bytes)
+    except UnparseableMessage:
+        raise
+    except Exception as exc:
+        # Hostile input reaches stdlib and mail-parser corners we cannot enumerate
+        # (RecursionError, MemoryError on absurd parts, library bugs). One bad message must
+        # not stop a mailbox: retry for headers only, and only give up if even that fails.
+        return _headers_only(data, f"parser failed: {type(exc).__name__}")
+
+
+def _parse(data: bytes, max_bytes: int) -> InboundMessage:
+    if len(data) > max_bytes:
+        return _headers_only(data, f"oversize: {len(data)} bytes > {max_bytes}; body not parsed", oversize=True)
+    data = data.replace(b"\x00", b"")  # NUL bytes are never meaningful in mail and break parsers
+    std = email.message_from_bytes(data, policy=email_policy.compat32)
+    headers = _require_headers(std)
+    defects = [type(d).__name__ for d in std.defects]
+    repaired = _repair_boundary(data, std)
+    if repaired is not None:
+        data, std = repaired, email.message_from_bytes(repaired, policy=email_policy.compat32)
+        defects.append("MIME boundary repaired")
+    text, html, attachments, more = _bodies(data, std)
+    return _build(headers, std, text, html, attachments, len(data), False, defects + more)
+
+
+def _headers_only(data: bytes, why: str, *, oversize: bool = False) -> InboundMessage:
+    # Slicing first keeps a 50 MB message from being copied or decoded.
+    head = re.split(rb"\r?\n\r?\n", data[:HEAD_LIMIT], maxsplit=1)[0].replace(b"\x00", b"")
+    try:
+        std = BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
+        headers = _require_headers(std)
+        return _build(headers, std, "", "", (), len(data), oversize, [why])
+    except UnparseableMessage:
+        raise
+    except Exception as exc:  # the last resort failed too: there is nothing usable
         raise UnparseableMessage(f"cannot read headers: {type(exc).__name__}") from None
-    headers = _headers(std)
+
+
+def _require_headers(std: StdMessage) -> tuple[tuple[str, str], ...]:
+    headers = tuple((clean_header(str(k))[:200], clean_header(_header_text(v))[:MAX_HEADER_VALUE])
+                    for k, v in std.raw_items())
     if not headers:
         raise UnparseableMessage("no headers")
-    defects = [type(d).__name__ for d in getattr(std, "defects", [])]
-    text, html, attachments = ("", "", ())
-    if not oversize:
-        text, html, attachments, more = _bodies(data, std)
-        defects.extend(more)
-    else:
-        defects.append(f"oversize: {len(data)} bytes > {max_bytes}; body not parsed")
-    return _build(headers, text, html, attachments, std, len(data), oversize, defects)
+    return headers
 
 
-def _std_headers(data: bytes) -> StdMessage:
-    head = re.split(rb"\r?\n\r?\n", data[: 1024 * 1024], maxsplit=1)[0]
-    return BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
+# -- text decoding ------------------------------------------------------------------------
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte that is not UTF-8 is read as Windows-1252 (Latin-1 for
+    the five bytes cp1252 leaves undefined). Mail mixing the two is common."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    byte = exc.object[exc.start:exc.start + 1]
+    try:
+        return byte.decode("cp1252"), exc.start + 1
+    except UnicodeDecodeError:
+        return byte.decode("latin-1"), exc.start + 1
 
 
-def _headers(std: StdMessage) -> tuple[tuple[str, str], ...]:
-    out = []
-    for key, value in std.items():
-        out.append((clean_header(str(key))[:200], clean_header(_decode_header(value))[:MAX_HEADER_VALUE]))
-    return tuple(out)
+codecs.register_error("intake-cp1252", _cp1252_fallback)
+_UTF8_LIKE = {"", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252"}
 
 
-def _decode_header(value: object) -> str:
-    """RFC 2047 words decoded; raw 8-bit bytes read as UTF-8, else Latin-1."""
-    from email.header import decode_header, make_header
+def decode_text(payload: bytes, charset: str | None) -> str:
+    """Bytes of a text part as text, whatever its label claims.
 
-    raw = str(value)
+    Valid UTF-8 with non-ASCII bytes is UTF-8 even when labelled ASCII or Latin-1 (that
+    label is the usual lie); any other label is tried strictly; the rest is UTF-8 with
+    single bytes read as Windows-1252."""
+    label = (charset or "").strip().lower()
+    if label not in _UTF8_LIKE:
+        try:
+            return payload.decode(label)
+        except (LookupError, UnicodeDecodeError, ValueError):
+            pass
+    return payload.decode("utf-8", "intake-cp1252")
+
+
+def _header_text(value: object) -> str:
+    """A header value as text: raw 8-bit bytes read as UTF-8/cp1252, RFC 2047 words decoded."""
+    # Decoding is superlinear in encoded words and we keep MAX_HEADER_VALUE characters anyway.
+    raw = (str(value) if not isinstance(value, str) else value)[: MAX_HEADER_VALUE * 2]
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):  # compat32 smuggles 8-bit bytes as surrogates
+        raw = decode_text(raw.encode("utf-8", "surrogateescape"), "utf-8")
+    if "=?" not in raw:
+        return raw
     try:
         return str(make_header(decode_header(raw)))
-    except Exception:  # malformed encoded words: keep the raw text rather than lose the header
-        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except Exception:  # malformed encoded words (bad base64, unknown charset): keep the raw text
+        return raw
+
+
+# -- bodies -------------------------------------------------------------------------------
+
+_BOUNDARY_LINE = re.compile(rb"^--([^\s\"]{1,200}?)(?:--)?[ \t]*\r?$", re.MULTILINE)
+
+
+def _repair_boundary(data: bytes, std: StdMessage) -> bytes | None:
+    """Bytes with the multipart boundary the parts really use, when the declared one is absent."""
+    if not std.is_multipart() and std.get_content_maintype() != "multipart":
+        return None
+    declared = std.get_boundary()
+    split = re.search(rb"\r?\n\r?\n", data)
+    if not declared or split is None:
+        return None
+    head, body = data[:split.start()], data[split.start():]
+    if b"--" + declared.encode("utf-8", "surrogateescape") in body:
+        return None
+    found = _BOUNDARY_LINE.search(body)
+    if found is None:
+        return None
+    fixed = re.sub(rb"boundary\s*=\s*(\"[^\"]*\"|[^\s;]+)", b'boundary="' + found.group(1).replace(b"\\", b"\\\\") + b'"',
+                   head, count=1, flags=re.IGNORECASE)
+    return fixed + body if fixed != head else None
 
 
 def _bodies(data: bytes, std: StdMessage) -> tuple[str, str, tuple[Attachment, ...], list[str]]:
@@ -88,44 +176,73 @@ def _bodies(data: bytes, std: StdMessage) -> tuple[str, str, tuple[Attachment, .
     text = html = ""
     attachments: list[Attachment] = []
     try:
-        parsed = mailparser.parse_from_bytes(data)
+        parsed = mailparser.parse_from_bytes(_mime_part_of(data))
         text = "\n".join(parsed.text_plain or [])
         html = "\n".join(parsed.text_html or [])
-        for att in parsed.attachments or []:
-            attachments.append(_attachment(att))
-    except Exception as exc:  # mail-parser gave up: the stdlib walk below still reads the parts
+        attachments = [_attachment(att) for att in parsed.attachments or []]
+    except Exception as exc:  # mail-parser gave up on this message: the stdlib walk below still reads it
         defects.append(f"mailparser: {type(exc).__name__}")
-    if _looks_like_raw_mime(text) or (not text and not html):
+    if not (text or html) or _looks_like_raw_mime(text) or "\ufffd" in text + html:
         std_text, std_html, std_atts = _std_bodies(std)
-        if std_text or std_html:
+        if (std_text or std_html) and (std_text + std_html).count("\ufffd") <= (text + html).count("\ufffd"):
             defects.append("bodies read by the standard library")
             text, html = std_text, std_html
-            if not attachments:
-                attachments = std_atts
-    # Parts mail-parser drops (text/rfc822-headers in bounces, some message/* parts) are
-    # kept as attachments: bounce handling reads them for our Message-IDs.
+            attachments = attachments or std_atts
+    # Parts mail-parser drops (text/rfc822-headers in bounces, report parts) are kept as
+    # attachments: bounce handling reads them for our Message-IDs.
     have = {(a.content_type, a.size) for a in attachments}
     for part in std.walk():
         ctype = part.get_content_type()
-        if ctype in _KEEP_TYPES and not part.is_multipart():
-            payload = part.get_payload(decode=True) or b""
+        if ctype in _KEEP_TYPES:
+            payload = _report_bytes(part)
             if (ctype, len(payload)) not in have:
                 attachments.append(Attachment(clean_header(part.get_filename() or "") or ctype.replace("/", "-"), ctype, payload))
-    # A text part with a file name (no 'attachment' disposition) was the body.
-    if not text:
+    if not text:  # a text part with a file name (no 'attachment' disposition) was the body
         for att in attachments:
             if att.content_type == "text/plain" and att.size < 1024 * 1024:
-                text = att.data.decode("utf-8", "replace")
+                text = decode_text(att.data, "utf-8")
                 defects.append("body recovered from a named text part")
                 break
+    if not text and not html and std.is_multipart() is False and std.get_content_maintype() == "multipart":
+        text = decode_text(std.get_payload(decode=False).encode("utf-8", "surrogateescape"), "utf-8")
+        defects.append("unreadable multipart kept as raw text")
     return _clean_body(text), _clean_body(html), tuple(attachments), defects
 
 
-_KEEP_TYPES = ("text/rfc822-headers", "message/delivery-status", "message/disposition-notification")
+def _report_bytes(part: StdMessage) -> bytes:
+    """A report part's bytes. compat32 reads message/delivery-status as a list of header
+    blocks rather than a payload, so those are joined back together."""
+    if not part.is_multipart():
+        return part.get_payload(decode=True) or b""
+    return b"\n".join(block.as_bytes() for block in part.get_payload() if isinstance(block, StdMessage))
+
+
+_MIME_HEADER = re.compile(rb"^(content-|mime-version)", re.IGNORECASE)
+
+
+def _mime_part_of(data: bytes) -> bytes:
+    """The message with only its MIME headers: mail-parser reads our bodies, never our
+    headers (the stdlib does), and a 10,000-address To: costs it seconds."""
+    split = re.search(rb"\r?\n\r?\n", data)
+    if split is None:
+        return data
+    kept: list[bytes] = []
+    keep = False
+    for line in data[:split.start()].splitlines():
+        if line[:1] in (b" ", b"\t"):  # a folded continuation belongs to the header above
+            if keep:
+                kept.append(line)
+            continue
+        keep = bool(_MIME_HEADER.match(line))
+        if keep:
+            kept.append(line)
+    return b"\r\n".join(kept or [b"MIME-Version: 1.0"]) + data[split.start():]
 
 
 def _std_bodies(std: StdMessage) -> tuple[str, str, list[Attachment]]:
-    text, html, atts = [], [], []
+    text: list[str] = []
+    html: list[str] = []
+    atts: list[Attachment] = []
     for part in std.walk():
         if part.is_multipart():
             continue
@@ -133,22 +250,10 @@ def _std_bodies(std: StdMessage) -> tuple[str, str, list[Attachment]]:
         disposition = (part.get("Content-Disposition") or "").lower()
         payload = part.get_payload(decode=True) or b""
         if ctype in ("text/plain", "text/html") and "attachment" not in disposition:
-            decoded = _decode_text(payload, part.get_content_charset())
-            (text if ctype == "text/plain" else html).append(decoded)
-        else:
-            atts.append(Attachment(clean_header(part.get_filename() or "") or "attachment", ctype, payload))
+            (text if ctype == "text/plain" else html).append(decode_text(payload, part.get_content_charset()))
+        elif ctype not in _KEEP_TYPES:
+            atts.append(Attachment(clean_header(_header_text(part.get_filename() or "")) or "attachment", ctype, payload))
     return "\n".join(text), "\n".join(html), atts
-
-
-def _decode_text(payload: bytes, charset: str | None) -> str:
-    for candidate in (charset, "utf-8", "cp1252", "latin-1"):
-        if not candidate:
-            continue
-        try:
-            return payload.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return payload.decode("utf-8", "replace")
 
 
 def _attachment(att: dict) -> Attachment:
@@ -176,21 +281,19 @@ def _clean_body(text: str) -> str:
     return text.replace("\x00", "").replace("\r\n", "\n")
 
 
-def _build(headers: tuple[tuple[str, str], ...], text: str, html: str, attachments: tuple[Attachment, ...],
-           std: StdMessage, size: int, oversize: bool, defects: list[str]) -> InboundMessage:
+# -- the value ----------------------------------------------------------------------------
+
+def _build(headers: tuple[tuple[str, str], ...], std: StdMessage, text: str, html: str,
+           attachments: tuple[Attachment, ...] | list[Attachment], size: int, oversize: bool,
+           defects: list[str]) -> InboundMessage:
     def first(name: str) -> str:
-        lname = name.lower()
-        return next((v for k, v in headers if k.lower() == lname), "")
+        return next((v for k, v in headers if k.lower() == name.lower()), "")
 
-    def all_of(name: str) -> list[str]:
-        lname = name.lower()
-        return [v for k, v in headers if k.lower() == lname]
+    def addresses(*names: str) -> tuple[Address, ...]:
+        return _addresses([str(v) for n in names for k, v in std.raw_items() if k.lower() == n.lower()])
 
-    def addresses(name: str) -> tuple[Address, ...]:
-        return _addresses([str(v) for v in (std.get_all(name) or [])])
-
-    delivered = tuple(dict.fromkeys(a.email for a in addresses("Delivered-To") + addresses("X-Original-To")))
     from_, reply_to = addresses("From"), addresses("Reply-To")
+    in_reply_to = _ids(first("In-Reply-To"))
     return InboundMessage(
         message_id=first("Message-ID").strip().strip("<>").strip(),
         subject=first("Subject"),
@@ -198,15 +301,15 @@ def _build(headers: tuple[tuple[str, str], ...], text: str, html: str, attachmen
         reply_to=reply_to[0] if reply_to else None,
         to=addresses("To"),
         cc=addresses("Cc"),
-        delivered_to=delivered,
+        delivered_to=tuple(a.email for a in addresses("Delivered-To", "X-Original-To")),
         date=_date(first("Date")),
-        in_reply_to=_ids(first("In-Reply-To"))[0] if _ids(first("In-Reply-To")) else "",
-        references=_ids(first("References")),
+        in_reply_to=in_reply_to[0] if in_reply_to else "",
+        references=_ids(" ".join(v for k, v in headers if k.lower() == "references")),
         headers=headers,
         text=text,
         html=html,
-        attachments=attachments,
-        content_type=(std.get_content_type() if std is not None else "text/plain"),
+        attachments=tuple(attachments),
+        content_type=std.get_content_type(),
         size=size,
         oversize=oversize,
         defects=tuple(defects),
@@ -216,19 +319,20 @@ def _build(headers: tuple[tuple[str, str], ...], text: str, html: str, attachmen
 def _addresses(raw_values: list[str]) -> tuple[Address, ...]:
     """Addresses parsed from the raw header, and only then display names decoded: decoding
     first would let an encoded CR/LF or "Bcc:" in a name change which address is read."""
-    out: list[Address] = []
-    for name, addr in getaddresses([v.replace("\r", " ").replace("\n", " ") for v in raw_values]):
+    out: dict[str, Address] = {}
+    values = [v.replace("\r", " ").replace("\n", " ") for v in raw_values]
+    for name, addr in getaddresses(values):
         addr = addr.strip().lower()
-        if is_valid_email(addr) and all(a.email != addr for a in out):
-            out.append(Address(email=addr, name=clean_header(_decode_header(name)).strip("'\" ")))
-    return tuple(out)
+        if addr not in out and is_valid_email(addr):
+            out[addr] = Address(email=addr, name=clean_header(_header_text(name)).strip("'\" "))
+    return tuple(out.values())
 
 
 def _ids(value: str) -> tuple[str, ...]:
     found = re.findall(r"<([^<>\s]+)>", value or "")
     if not found and value.strip():
         found = [v for v in value.split() if "@" in v]
-    return tuple(f.strip() for f in found)
+    return tuple(dict.fromkeys(f.strip() for f in found))
 
 
 def _date(value: str) -> dt.datetime | None:
@@ -236,7 +340,7 @@ def _date(value: str) -> dt.datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed is None:
         return None

@@ -11,6 +11,11 @@ Recipient or mailbox evidence decides alone, except that a message which also na
 groups strongly goes to each group it names as well (someone writing to SWIG "and also
 SDIG"). With no recipient or mailbox evidence, strong names decide; keywords alone decide
 only when they all point to one group; anything else goes to TRIAGE with the reason.
+
+Only the sender's own words are read (intake.classify.text.own_words): quoted replies,
+forwarded/original-message blocks and the signature under a sign-off are cut, so a trust
+called "Black Country ..." or a quoted newsletter naming SWIG is not evidence. A plus tag
+counts when, letters only, it equals a group code ("blfi+slgbt+ig" -> SLGBTIG).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import re
 from typing import Sequence
 
 from intake.addresses import plus_tag
-from intake.classify.rules.withdrawal import own_words
+from intake.classify.text import body_text, own_words
 from intake.domain import TRIAGE, InboundMessage, Route
 from intake.groups import Group
 
@@ -46,7 +51,7 @@ class Router:
 
     def route(self, msg: InboundMessage, mailbox_group: str = "") -> Route:
         by_address = self._by_address(msg)
-        text = f"{msg.subject}\n{own_words(msg.text or _strip_html(msg.html))}"
+        text = f"{msg.subject}\n{own_words(body_text(msg), signature=False)}"
         strong = [code for code, pat in self.strong.items() if pat.search(text)]
         if by_address:
             codes = _ordered(by_address + strong, self.groups)
@@ -72,9 +77,10 @@ class Router:
     def _by_address(self, msg: InboundMessage) -> list[str]:
         found: list[str] = []
         codes = {g.code.lower(): g.code for g in self.groups}
-        for email in msg.recipients:
+        # msg.recipients' order, without its quadratic de-duplication (10,000-address To: lines exist)
+        for email in dict.fromkeys([a.email for a in msg.to + msg.cc] + list(msg.delivered_to)):
             # An exact group address, else a plus-address whose tag is a group code.
-            code = self.addresses.get(email) or codes.get(plus_tag(email))
+            code = self.addresses.get(email) or codes.get(re.sub(r"[^a-z]", "", plus_tag(email)))
             if code and code not in found:
                 found.append(code)
         return found
@@ -99,7 +105,3 @@ def _ordered(codes: list[str], groups: tuple[Group, ...]) -> tuple[str, ...]:
     order = [g.code for g in groups]
     unique = list(dict.fromkeys(codes))
     return tuple(sorted(unique, key=lambda c: order.index(c) if c in order else len(order)))
-
-
-def _strip_html(html: str) -> str:
-    return re.sub(r"<[^>]+>", " ", html or "")

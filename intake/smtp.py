@@ -83,33 +83,71 @@ class SmtpSender:
         elif settings["smtp.username"]:
             smtp.login(settings["smtp.username"], settings.smtp_password)
 
+    @property
+    def connected(self) -> bool:
+        """False after a connection-level failure: the rest of a run should wait."""
+        return self._smtp is not None
+
     def send(self, envelope_from: str, to: str, data: bytes) -> str:
         """Send one message; returns the server's reply to the end of DATA."""
-        if self._smtp is None:
-            self._smtp = self._connect()
         # smtplib fixes line endings only for str messages: SMTP needs CRLF everywhere.
         data = _CRLF.sub(b"\r\n", data)
+        reused = self._smtp is not None
+        if self._smtp is None:
+            self._smtp = self._connect()
         try:
-            code, reply = self._smtp.mail(envelope_from)
-            if code >= 400:
-                self._reset()
-                raise _by_code(code, f"sender refused: {code} {_text(reply)}")
+            self._mail(envelope_from)
+        except _StaleConnection:
+            if not reused:
+                self._drop()
+                raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} closed before MAIL FROM") from None
+            # Servers close idle connections; nothing of this message was sent yet, so
+            # connecting again is safe (it is the only case we retry within one call).
+            self._drop()
+            self._smtp = self._connect()
+            try:
+                self._mail(envelope_from)
+            except _StaleConnection:
+                self._drop()
+                raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} closed before MAIL FROM") from None
+        try:
             code, reply = self._smtp.rcpt(to)
             if code >= 400:
-                self._smtp.rset()
+                self._after_refusal(code)
                 raise _by_code(code, f"recipient refused: {code} {_text(reply)}")
             code, reply = self._smtp.data(data)
             if code >= 400:
+                self._after_refusal(code)
                 raise _by_code(code, f"message refused: {code} {_text(reply)}")
             return f"{code} {_text(reply)}"
         except (TemporaryDeliveryError, PermanentDeliveryError):
             raise
         except smtplib.SMTPResponseException as exc:
-            self._reset()
+            self._after_refusal(exc.smtp_code)
             raise _by_code(exc.smtp_code, f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
         except (*_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
             self._drop()
             raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} failed: {exc}") from None
+
+    def _mail(self, envelope_from: str) -> None:
+        """MAIL FROM; a dead connection becomes _StaleConnection, a refusal a delivery error."""
+        assert self._smtp is not None
+        try:
+            code, reply = self._smtp.mail(envelope_from)
+        except (*_CONNECTION_ERRORS,) as exc:
+            raise _StaleConnection(str(exc)) from None
+        if code == 421:  # a server closing an idle connection answers our next command so
+            raise _StaleConnection(_text(reply))
+        if code >= 400:
+            self._after_refusal(code)
+            raise _by_code(code, f"sender refused: {code} {_text(reply)}")
+
+    def _after_refusal(self, code: int) -> None:
+        # 421 means the server is closing the channel (RFC 5321 4.2.3): do not reuse it.
+        if code == 421:
+            self._drop()
+        else:
+            self._reset()
 
     def _reset(self) -> None:
         try:
@@ -122,6 +160,10 @@ class SmtpSender:
         if self._smtp is not None:
             self._smtp.close()
         self._smtp = None
+
+
+class _StaleConnection(Exception):
+    """The reused connection died before this message's MAIL FROM (internal to this module)."""
 
 
 def _by_code(code: int, message: str) -> TemporaryDeliveryError | PermanentDeliveryError:

@@ -13,12 +13,6 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from email import encoders
-from email.header import Header
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,21 +20,21 @@ import jinja2
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from intake.ack.dates import UpcomingDate, format_when, import_dates, seed_dates, upcoming_dates
+from intake.ack.compose import LOOP_HEADER, CalendarFile, Section, ack_subject, build_message, make_section, withdrawal_subject
+from intake.ack.dates import UpcomingDate, format_when, import_dates, seed_dates, stable_uid, upcoming_dates
 from intake.ack.ics import dates_calendar
 from intake.ack.policy import AckDecision, AckFacts, decide
 from intake.addresses import clean_header, parse_address
 from intake.clock import Clock, utc
 from intake.config import MailboxConfig, Settings
-from intake.domain import TRIAGE, InboundMessage, Kind, Verdict
+from intake.domain import TRIAGE, Address, InboundMessage, Kind, Verdict
 from intake.errors import ConfigError
 from intake.groups import Group
 from intake.models import Application, Message, Outbox
 
-__all__ = ["Acknowledger", "LOOP_HEADER", "seed_dates", "import_dates", "upcoming_dates", "format_when"]
+__all__ = ["Acknowledger", "LOOP_HEADER", "seed_dates", "import_dates", "upcoming_dates", "format_when", "UpcomingDate"]
 
 log = logging.getLogger(__name__)
-LOOP_HEADER = "X-Intake-Loop"
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 TRIAGE_GROUP = Group(code=TRIAGE, display="Your message", name="Your message to Building Leadership for Inclusion")
 
@@ -50,16 +44,6 @@ class RecentReplies:
     acked_groups: frozenset[str]
     withdrawal_confirmed: bool
 
-
-@dataclass(frozen=True)
-class Section:
-    group_code: str
-    group: Group
-    title: str
-    reference: str
-    dates: tuple[UpcomingDate, ...]
-    template_txt: str
-    template_html: str
 
 
 class Acknowledger:
@@ -105,8 +89,9 @@ class Acknowledger:
         if verdict.kind is Kind.INTEREST and not applications:
             message.acknowledge, message.ack_skip_reason = False, "no application to acknowledge"
             return None
+        assert recipient is not None  # decide() refuses when there is no valid address
         chosen = [a for a in applications if a.group_code in decision.groups] or applications
-        row = self._compose(session, inbound, recipient, chosen, verdict.kind, decision, now)
+        row = self._compose(session, inbound, message, recipient, chosen, verdict.kind, decision, now)
         session.add(row)
         if not decision.hold:
             session.info["intake.acks_last_hour"] = facts.sent_last_hour + 1
@@ -134,102 +119,59 @@ class Acknowledger:
     def preview(self, group_code: str, name: str = "", session: Session | None = None) -> str:
         """The text part an applicant to this group would get now (dates from the database
         when a session is given, else from groups.toml)."""
-        group = self.settings.group(group_code) if group_code != TRIAGE else TRIAGE_GROUP
+        group = self._group(group_code)
         now = self.clock.now()
         if session is not None:
             dates = tuple(upcoming_dates(session, group_code, now))
         else:
-            from intake.ack.dates import stable_uid
-
             dates = tuple(UpcomingDate(stable_uid(group.code, d), utc(d.start), utc(d.end), d.where)
-                          for d in group.dates if utc(d.start) > now)
-        section = self._section(group_code, group, "BLFI-000000", dates)
-        text, _ = self._render_ack(name, [section], subject=self._subject([section]))
+                          for d in sorted(group.dates, key=lambda d: d.start) if utc(d.start) > now)
+        section = make_section(group_code, group, "BLFI-000000", dates)
+        text, _ = self._render_ack(name, [section], subject=ack_subject([section]))
         return text
 
     # -- composing -----------------------------------------------------------------------
-    def _section(self, code: str, group: Group, reference: str, dates: Sequence[UpcomingDate]) -> Section:
-        title = "Your message" if code == TRIAGE else f"{group.display}: {group.name}"
-        return Section(code, group, title, reference, tuple(dates), f"ack/groups/{code}.txt", f"ack/groups/{code}.html")
-
-    def _subject(self, sections: Sequence[Section]) -> str:
-        refs = " ".join(f"[{s.reference}]" for s in sections)
-        codes = [s.group.display for s in sections if s.group_code != TRIAGE]
-        if not codes:
-            return f"We have received your message {refs}"
-        return f"Your interest in {' and '.join(codes)} {refs}"
-
     def _render_ack(self, name: str, sections: Sequence[Section], *, subject: str) -> tuple[str, str]:
         ctx: dict[str, Any] = dict(applicant_name=clean_header(name), sections=sections, contact_address=self.contact,
                                    privacy_notice=self.privacy_notice, subject=subject)
         return self.env.get_template("ack/base.txt").render(ctx), self.env.get_template("ack/base.html").render(ctx)
 
-    def _compose(self, session: Session, inbound: InboundMessage, recipient, applications: Sequence[Application],  # type: ignore[no-untyped-def]
-                 kind: Kind, decision: AckDecision, now: dt.datetime) -> Outbox:
-        name = applications[0].name if applications and applications[0].name else (recipient.name if recipient else "")
-        attachments: list[tuple[bytes, str, str, str]] = []
+    def _render_withdrawal(self, name: str, applications: Sequence[Application]) -> tuple[str, str, str]:
+        groups = [self._group(a.group_code).display for a in applications if a.group_code != TRIAGE]
+        refs = [a.reference for a in applications if a.reference]
+        subject = withdrawal_subject(refs)
+        ctx = dict(applicant_name=clean_header(name), groups=groups, references=refs, subject=subject,
+                   contact_address=self.contact, erase=self.settings["retention.erase_on_withdrawal"])
+        return subject, self.env.get_template("ack/withdrawal.txt").render(ctx), self.env.get_template("ack/withdrawal.html").render(ctx)
+
+    def _compose(self, session: Session, inbound: InboundMessage, message: Message, recipient: Address,
+                 applications: Sequence[Application], kind: Kind, decision: AckDecision, now: dt.datetime) -> Outbox:
+        name = applications[0].name if applications and applications[0].name else recipient.name
+        calendar = None
         if kind is Kind.WITHDRAWAL:
-            groups = [self._group(a.group_code).display for a in applications if a.group_code != TRIAGE]
-            refs = [a.reference for a in applications if a.reference]
-            subject = "Your withdrawal" + (" " + " ".join(f"[{r}]" for r in refs) if refs else "")
-            ctx = dict(applicant_name=clean_header(name), groups=groups, references=refs, subject=subject,
-                       erase=self.settings["retention.erase_on_withdrawal"])
-            text = self.env.get_template("ack/withdrawal.txt").render(ctx)
-            html = self.env.get_template("ack/withdrawal.html").render(ctx)
+            subject, text, html = self._render_withdrawal(name, applications)
         else:
-            sections = [self._section(a.group_code, self._group(a.group_code), a.reference or "",
-                                      self._upcoming(session, a.group_code, now) if a.group_code != TRIAGE else [])
+            sections = [make_section(a.group_code, self._group(a.group_code), a.reference or "",
+                                     self._upcoming(session, a.group_code, now) if a.group_code != TRIAGE else [])
                         for a in sorted(applications, key=self._group_order)]
-            subject = self._subject(sections)
+            subject = ack_subject(sections)
             text, html = self._render_ack(name, sections, subject=subject)
             entries = [(s.group, d) for s in sections for d in s.dates]
             if entries:
-                attachments.append((dates_calendar(entries, now=now), "text", "calendar", "dates.ics"))
+                calendar = CalendarFile(dates_calendar(entries, now=now))
         message_id = f"ack-{uuid.uuid4().hex}@{self.settings.message_id_domain}"
-        to = recipient.email
-        data = self._mime(to=formataddr((clean_header(recipient.name or ""), to), charset="utf-8"), subject=subject, text=text, html=html,
-                          message_id=message_id, inbound=inbound, now=now, attachments=attachments)
-        row = Outbox(kind="ack" if kind is Kind.INTEREST else "withdrawal", to_address=to, from_address=self.sender,
-                     subject=clean_header(subject), message_id=message_id, in_reply_to=inbound.message_id,
-                     group_codes=sorted(a.group_code for a in applications), body=data,
-                     status="held" if decision.hold else "pending", attempts=0, next_attempt_at=now, created_at=now,
-                     last_error=decision.reason if decision.hold else "", created_by="system")
+        data = build_message(sender=self.sender, to_name=recipient.name, to_email=recipient.email, subject=subject,
+                             text=text, html=html, message_id=message_id, in_reply_to=inbound.message_id,
+                             references=inbound.references, now=now, loop_value=self.settings.message_id_domain,
+                             calendar=calendar)
+        row = Outbox(kind="ack" if kind is Kind.INTEREST else "withdrawal", to_address=recipient.email,
+                     from_address=self.sender, subject=clean_header(subject), message_id=message_id,
+                     in_reply_to=clean_header(inbound.message_id), group_codes=sorted(a.group_code for a in applications),
+                     body=data, status="held" if decision.hold else "pending", attempts=0, next_attempt_at=now,
+                     created_at=now, last_error=decision.reason if decision.hold else "", created_by="system",
+                     source_message_pk=message.id)
         row.applications.extend(applications)
         return row
-
-    def _mime(self, *, to: str, subject: str, text: str, html: str, message_id: str, inbound: InboundMessage,
-              now: dt.datetime, attachments: Sequence[tuple[bytes, str, str, str]]) -> bytes:
-        # The compat32 MIME classes build the same structure several times faster than
-        # EmailMessage, and this runs once per acknowledgement.
-        body = MIMEMultipart("alternative")
-        body.attach(MIMEText(text, "plain", "utf-8"))
-        body.attach(MIMEText(html, "html", "utf-8"))
-        if attachments:
-            msg: MIMEMultipart = MIMEMultipart("mixed")
-            msg.attach(body)
-            for data, maintype, subtype, filename in attachments:
-                part = MIMEBase(maintype, subtype, **({"method": "PUBLISH", "charset": "utf-8"} if subtype == "calendar" else {}))
-                part.set_payload(data)
-                encoders.encode_base64(part)
-                part.add_header("Content-Disposition", "attachment", filename=filename)
-                msg.attach(part)
-        else:
-            msg = body
-        msg["From"] = self.sender
-        msg["To"] = to
-        msg["Subject"] = Header(clean_header(subject), "utf-8").encode()
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = f"<{message_id}>"
-        if inbound.message_id:
-            msg["In-Reply-To"] = f"<{clean_header(inbound.message_id)}>"
-            refs = [clean_header(r) for r in inbound.references][-10:] + [clean_header(inbound.message_id)]
-            msg["References"] = " ".join(f"<{r}>" for r in refs)
-        # RFC 3834: an automatic reply; Exchange's own suppression; and our loop marker.
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg["Precedence"] = "auto_reply"
-        msg[LOOP_HEADER] = self.settings.message_id_domain
-        return msg.as_bytes()
 
     def _upcoming(self, session: Session, group_code: str, now: dt.datetime) -> list[UpcomingDate]:
         """Upcoming dates, read once per transaction (a poll batch) per group."""

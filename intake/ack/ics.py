@@ -19,19 +19,15 @@ def dates_calendar(entries: Sequence[tuple[Group, UpcomingDate]], *, now: dt.dat
     gets the same one until the dates change, so it is built once per set of dates (its
     DTSTAMP is when it was first built)."""
     key = tuple((g.code, g.display, g.name, d.uid, d.start, d.end, d.where) for g, d in entries)
-    return _cached(key, now.replace(second=0, microsecond=0) if not _CACHE else None)
+    found = _CACHE.get(key)
+    if found is None:
+        if len(_CACHE) > 64:  # dates rarely change: a small cache, simply reset when full
+            _CACHE.clear()
+        found = _CACHE[key] = _build(key, now.astimezone(dt.timezone.utc).replace(microsecond=0))
+    return found
 
 
 _CACHE: dict[tuple, bytes] = {}
-
-
-def _cached(key: tuple, now: dt.datetime | None) -> bytes:
-    found = _CACHE.get(key)
-    if found is None:
-        if len(_CACHE) > 64:
-            _CACHE.clear()
-        found = _CACHE[key] = _build(key, now or dt.datetime.now(dt.timezone.utc))
-    return found
 
 
 def _build(key: tuple, now: dt.datetime) -> bytes:

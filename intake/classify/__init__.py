@@ -3,7 +3,9 @@
 The ordered RULES table below is the policy: read it top to bottom. The first rule that
 returns a Verdict decides; a message no rule claims is an expression of interest. Each rule
 is a small module in `rules/` with a `name`, a one-line `description` and
-`check(msg, ctx) -> Verdict | None`.
+`check(msg, ctx) -> Verdict | None`. Rules that read the body read only the sender's own
+words (intake.classify.text: quotes, forwarded blocks and signatures cut). `unparseable`
+is never decided here: the pipeline uses it when parsing raises.
 """
 
 from __future__ import annotations

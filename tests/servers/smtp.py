@@ -1,19 +1,36 @@
 """A real SMTP server for tests (aiosmtpd on a loopback port) that records what it receives.
 
-It can be told to answer with an error for the next N messages (`fail_next(451, n)`), and
-stopped and started again on the same port to simulate an outage.
+    server = SmtpServer().start()                       # plain SMTP
+    SmtpServer(security="starttls", auth=("u", "pw"))   # STARTTLS offered, AUTH required
+    SmtpServer(security="tls")                          # implicit TLS; CA in server.ca_file
+
+It records every accepted envelope and raw message (`.messages`), and every session's
+authenticated login (`.logins`). It can answer with an error for the next N messages
+(`fail_next(451, n)`; a 421 also closes the connection, as RFC 5321 says a server does),
+drop the connection at the end of DATA without answering (`drop_next(n)`), and be stopped
+and started again on the same port to simulate an outage.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import ipaddress
 import logging
 import socket
+import ssl
+import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
-logging.getLogger("mail.log").setLevel(logging.WARNING)
+# aiosmtpd logs every command at INFO; the tests' output should show only real trouble.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -21,20 +38,31 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    login: str = ""
 
 
 @dataclass
 class _Handler:
     messages: list[Received] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    drops: int = 0
+    logins: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         with self.lock:
+            if self.drops:
+                self.drops -= 1
+                server.transport.abort()  # gone without a word: the client cannot know
+                return "250 never seen"
             if self.failures:
                 code, text = self.failures.pop(0)
+                if code == 421:  # "closing transmission channel": close after the reply
+                    asyncio.get_running_loop().call_soon(server.transport.close)
                 return f"{code} {text}"
-            self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+            login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else ""
+            self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          bytes(envelope.original_content or envelope.content), login))
         return "250 2.0.0 OK queued"
 
 
@@ -44,19 +72,92 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class TestCertificates:
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+@lru_cache(maxsize=1)
+def test_certificates() -> TestCertificates:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost (made once per run)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(tempfile.mkdtemp(prefix="intake-smtp-certs-"))
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intake SMTP test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(cert.public_bytes(pem))
+    (directory / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    return TestCertificates(str(directory / "ca.crt"), str(directory / "server.crt"), str(directory / "server.key"))
+
+
 class SmtpServer:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, *, security: str = "none", auth: tuple[str, str] | None = None):
         self.port = port or free_port()
+        self.security = security
+        self.auth = auth
         self.handler = _Handler()
         self._controller: Controller | None = None
+        self.ca_file = test_certificates().ca_file if security != "none" else ""
 
     @property
     def messages(self) -> list[Received]:
         with self.handler.lock:
             return list(self.handler.messages)
 
+    @property
+    def logins(self) -> list[str]:
+        with self.handler.lock:
+            return list(self.handler.logins)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        ok = (isinstance(auth_data, LoginPassword) and self.auth is not None
+              and (auth_data.login.decode(), auth_data.password.decode()) == self.auth)
+        if ok:
+            with self.handler.lock:
+                self.handler.logins.append(auth_data.login.decode())
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
     def start(self) -> "SmtpServer":
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        kwargs: dict = {}
+        if self.security != "none":
+            certs = test_certificates()
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certs.cert_file, certs.key_file)
+            kwargs = {"ssl_context": context} if self.security == "tls" else {"tls_context": context, "require_starttls": True}
+        if self.auth is not None:
+            # Over implicit TLS aiosmtpd cannot tell the channel is encrypted, so it may not
+            # insist on TLS for AUTH (and warns that it does not); STARTTLS mode does insist.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+            kwargs.update(authenticator=self._authenticate, auth_required=True,
+                          auth_require_tls=self.security == "starttls")
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
         self._controller.start()
         return self
 
@@ -66,10 +167,19 @@ class SmtpServer:
             self._controller = None
 
     def fail_next(self, code: int, count: int = 1, text: str = "try again later") -> None:
+        """Answer the end of DATA of the next `count` messages with `code text`."""
         with self.handler.lock:
             self.handler.failures.extend([(code, text)] * count)
+
+    def drop_next(self, count: int = 1) -> None:
+        """Cut the connection at the end of DATA of the next `count` messages, unanswered."""
+        with self.handler.lock:
+            self.handler.drops += count
 
     def clear(self) -> None:
         with self.handler.lock:
             self.handler.messages.clear()
             self.handler.failures.clear()
+            self.handler.logins.clear()
+            self.handler.drops = 0
+

@@ -9,10 +9,10 @@ description = "a reply to something we stored or sent, or naming an application 
 
 
 def check(msg: InboundMessage, ctx) -> Verdict | None:  # type: ignore[no-untyped-def]
-    ids = [i.lower() for i in ([msg.in_reply_to] if msg.in_reply_to else []) + list(msg.references)]
+    ids = list(dict.fromkeys(i.lower() for i in ([msg.in_reply_to] if msg.in_reply_to else []) + list(msg.references)))
     known = [i for i in ids if i in ctx.known_message_ids]
     if known:
-        return Verdict(Kind.FOLLOW_UP, f"replies to {known[-1]}", rule=name, related_message_ids=tuple(known))
+        return Verdict(Kind.FOLLOW_UP, f"replies to {known[0]}", rule=name, related_message_ids=tuple(known))
     from intake.classify import find_references
 
     refs = [r for r in find_references(msg.subject) if r in ctx.known_references]
