@@ -74,6 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "secret_key_env", str, "", "Name of an environment variable holding the secret key."),
     Setting("web", "secure_cookies", bool, False, "Mark cookies Secure (set when served behind TLS)."),
     Setting("web", "base_url", str, "http://127.0.0.1:8080", "Public address of the web app, used in digest links."),
+    Setting("digest", "enabled", bool, False, "Email each group's coordinators a daily count of new applications and follow-ups (no personal details)."),
+    Setting("digest", "time", str, "08:00", "Europe/London time of day (HH:MM) the daily digest is sent."),
     Setting("retention", "raw_days", int, 90, "Raw messages and attachments are purged after this many days."),
     Setting("retention", "closed_days", int, 365, "Closed applications are anonymised after this many days."),
     Setting("retention", "quarantine_days", int, 30, "Quarantined messages are purged after this many days."),

@@ -59,7 +59,7 @@ class Env:
 
     def rows(self) -> list[tuple[str, str]]:
         with self.sessions() as s:
-            return [(r.group_code, r.where) for r in s.execute(select(GroupDateRow).order_by(GroupDateRow.start)).scalars()]
+            return [(r.group_code, r.where) for r in s.execute(select(GroupDateRow).order_by(GroupDateRow.start, GroupDateRow.group_code)).scalars()]
 
     def cli(self, *args: str) -> str:
         result = CliRunner().invoke(main, ["--config", str(self.config), *args])
@@ -84,7 +84,20 @@ def test_seed_only_on_first_start_then_import_upserts_by_stable_uid(tmp_path) ->
         assert import_dates(s, env.settings.groups) == 2     # one place changed, one date added
     with env.sessions.begin() as s:
         assert import_dates(s, env.settings.groups) == 0     # idempotent
-    assert env.rows() == [("SWIG", "Online"), ("SWIG", "Leeds"), ("SDIG", "Leeds"), ("SWIG", "Wellington Place, Leeds")]
+    assert env.rows() == [("SWIG", "Online"), ("SDIG", "Leeds"), ("SWIG", "Leeds"), ("SWIG", "Wellington Place, Leeds")]
+
+
+def test_summer_time_dates_survive_the_database(tmp_path) -> None:
+    env = Env(tmp_path, {"SWIG": [("2027-06-01T10:00:00", "2027-06-01T12:00:00", "Leeds")]})
+    with env.sessions.begin() as s:
+        seed_dates(s, env.settings.groups)
+    with env.sessions() as s:
+        [date] = upcoming_dates(s, "SWIG", london(2027, 5, 1, 0, 0))
+        assert date.when == "Tuesday 1 June 2027, 10:00 to 12:00"
+        assert upcoming_dates(s, "SWIG", london(2027, 6, 1, 9, 30)) == [date]    # 08:30 UTC: still to come
+        assert upcoming_dates(s, "SWIG", london(2027, 6, 1, 10, 0)) == []
+    with env.sessions.begin() as s:
+        assert import_dates(s, env.settings.groups) == 0
 
 
 def test_upcoming_dates_are_future_sorted_and_per_group(tmp_path) -> None:

@@ -36,8 +36,15 @@ def format_when(start: dt.datetime, end: dt.datetime) -> str:
     return f"{day}, {s:%H:%M} to {e:%A} {e.day} {e:%B %Y}, {e:%H:%M}"
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """Aware UTC. SQLite keeps a datetime's wall time and drops its zone, so a London date
+    in summer time must be converted before it is stored, or it comes back an hour out."""
+    return utc(value).astimezone(dt.timezone.utc)
+
+
 def stable_uid(group_code: str, date: GroupDate) -> str:
-    """The same configured date always gets the same iCalendar UID."""
+    """The same configured date always gets the same iCalendar UID (the key is the start as
+    written in groups.toml, London time with its offset: kept as first released)."""
     digest = hashlib.sha256(f"{group_code}|{utc(date.start).isoformat()}".encode()).hexdigest()[:20]
     return f"{group_code.lower()}-{digest}@intake"
 
@@ -50,8 +57,7 @@ def seed_dates(session: Session, groups: Sequence[Group]) -> int:
         if has:
             continue
         for date in group.dates:
-            session.add(GroupDateRow(group_code=group.code, start=utc(date.start), end=utc(date.end), where=date.where,
-                                     uid=stable_uid(group.code, date)))
+            session.add(_row(group.code, date))
             added += 1
     return added
 
@@ -64,12 +70,17 @@ def import_dates(session: Session, groups: Sequence[Group]) -> int:
             uid = stable_uid(group.code, date)
             row = session.execute(select(GroupDateRow).where(GroupDateRow.uid == uid)).scalar_one_or_none()
             if row is None:
-                session.add(GroupDateRow(group_code=group.code, start=utc(date.start), end=utc(date.end), where=date.where, uid=uid))
+                session.add(_row(group.code, date))
                 changed += 1
-            elif (utc(row.end), row.where) != (utc(date.end), date.where):
-                row.end, row.where = utc(date.end), date.where
+            elif (as_utc(row.end), row.where) != (as_utc(date.end), date.where):
+                row.end, row.where = as_utc(date.end), date.where
                 changed += 1
     return changed
+
+
+def _row(group_code: str, date: GroupDate) -> GroupDateRow:
+    return GroupDateRow(group_code=group_code, start=as_utc(date.start), end=as_utc(date.end), where=date.where,
+                        uid=stable_uid(group_code, date))
 
 
 def upcoming_dates(session: Session, group_code: str, now: dt.datetime) -> list[UpcomingDate]:
