@@ -33,5 +33,5 @@ def configure(level: str = "INFO", fmt: str = "text", stream=None) -> None:  # t
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("apscheduler.executors.default", "mail.log", "waitress.queue"):
+    for noisy in ("apscheduler", "alembic", "mail.log", "waitress.queue"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
