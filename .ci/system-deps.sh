@@ -6,6 +6,7 @@ set -euo pipefail
 
 need=()
 command -v dovecot >/dev/null 2>&1 || need+=(dovecot-imapd dovecot-lmtpd)
+[ -x /usr/lib/dovecot/submission ] || need+=(dovecot-submissiond)  # SMTP XOAUTH2 tests
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

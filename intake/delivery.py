@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -70,34 +71,62 @@ def _deliver(sessions: sessionmaker[Session], settings: Settings, clock: Clock, 
             select(Outbox.id).where(Outbox.status == "pending", or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
             .order_by(Outbox.id).limit(limit)).scalars())
         held = session.execute(select(Outbox.id).where(Outbox.status == "held")).scalars().all()
-    sent = retried = failed = 0
+    counts = {"sent": 0, "retried": 0, "failed": 0}
     envelope_from = _envelope(settings)
+    claim_seconds = 2 * settings["smtp.timeout"] + 30
+    done: _Result | None = None  # the last row's outcome, committed together with the next claim
     with sender_factory(settings) as sender:
         for row_id in due:
-            row = _claim(sessions, row_id, worker_id, clock.now(), claim_seconds=2 * settings["smtp.timeout"] + 30)
+            row = _claim(sessions, row_id, worker_id, clock.now(), claim_seconds=claim_seconds, finish=done)
+            done = None
             if row is None:
                 continue  # another worker took it
-            try:
-                reply = sender.send(envelope_from, row.to_address, row.body)
-            except PermanentDeliveryError as exc:
-                _finish(sessions, row_id, status="failed", error=exc.reason, attempts=row.attempts + 1)
-                failed += 1
-            except TemporaryDeliveryError as exc:
-                attempts = row.attempts + 1
-                if attempts >= settings["ack.max_attempts"]:
-                    _finish(sessions, row_id, status="failed", error=f"gave up after {attempts} attempts: {exc.reason}", attempts=attempts)
-                    failed += 1
-                else:
-                    delay = min(settings["ack.retry_max_seconds"], settings["ack.retry_base_seconds"] * 2 ** (attempts - 1))
-                    _finish(sessions, row_id, status="pending", error=exc.reason, attempts=attempts,
-                            next_attempt_at=clock.now() + dt.timedelta(seconds=delay))
-                    retried += 1
-                if not sender.connected:
-                    break  # unreachable, refused our login or closing (421): the rest waits for the next run
-            else:
-                _finish(sessions, row_id, status="sent", error="", attempts=row.attempts + 1, reply=reply, sent_at=clock.now())
-                sent += 1
-    return DeliveryReport(sent=sent, retried=retried, failed=failed, held=len(held), interrupted=interrupted)
+            done = _attempt(sender, envelope_from, row, settings, clock)
+            counts[done.counted] += 1
+            if done.temporary and not sender.connected:
+                break  # unreachable, refused our login or closing (421): the rest waits for the next run
+        if done is not None:
+            _finish(sessions, done)
+    return DeliveryReport(**counts, held=len(held), interrupted=interrupted)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    to_address: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Result:
+    """One attempt's outcome, as the values its row gets."""
+
+    row_id: int
+    to_address: str
+    counted: str  # sent | retried | failed
+    values: dict[str, Any]
+    temporary: bool = False
+
+
+def _attempt(sender, envelope_from: str, row: _Claimed, settings: Settings, clock: Clock) -> _Result:  # type: ignore[no-untyped-def]
+    attempts = row.attempts + 1
+    done = {"claimed_by": None, "claimed_until": None, "attempts": attempts}
+    try:
+        reply = sender.send(envelope_from, row.to_address, row.body)
+    except PermanentDeliveryError as exc:
+        return _Result(row.id, row.to_address, "failed", {**done, "status": "failed", "last_error": exc.reason[:2000]})
+    except TemporaryDeliveryError as exc:
+        if attempts >= settings["ack.max_attempts"]:
+            error = f"gave up after {attempts} attempts: {exc.reason}"
+            return _Result(row.id, row.to_address, "failed", {**done, "status": "failed", "last_error": error[:2000]}, True)
+        delay = min(settings["ack.retry_max_seconds"], settings["ack.retry_base_seconds"] * 2 ** (attempts - 1))
+        return _Result(row.id, row.to_address, "retried", {**done, "status": "pending", "last_error": exc.reason[:2000],
+                                                           "next_attempt_at": clock.now() + dt.timedelta(seconds=delay)}, True)
+    values = {**done, "status": "sent", "last_error": "", "sent_at": clock.now()}
+    if reply:
+        values["smtp_response"] = reply[:1000]
+    return _Result(row.id, row.to_address, "sent", values)
 
 
 def _envelope(settings: Settings) -> str:
@@ -106,35 +135,32 @@ def _envelope(settings: Settings) -> str:
 
 
 def _claim(sessions: sessionmaker[Session], row_id: int, worker_id: str, now: dt.datetime,
-           claim_seconds: int = CLAIM_SECONDS) -> Outbox | None:
-    """Atomically move one pending row to 'sending' (a conditional UPDATE: one winner)."""
+           claim_seconds: int = CLAIM_SECONDS, finish: _Result | None = None) -> _Claimed | None:
+    """Atomically move one pending row to 'sending' (a conditional UPDATE: one winner).
+
+    The previous row's outcome (`finish`) commits in the same transaction: it is still
+    recorded straight after the server answered, and each row costs one commit, not two."""
     with sessions.begin() as session:
-        result = session.execute(
+        if finish is not None:
+            _record(session, finish)
+        claimed = session.execute(
             update(Outbox).where(Outbox.id == row_id, Outbox.status == "pending")
             .values(status="sending", claimed_by=worker_id, claimed_until=now + dt.timedelta(seconds=claim_seconds))
-            .execution_options(synchronize_session=False))
-        if result.rowcount != 1:
-            return None
-        row = session.get(Outbox, row_id)
-        session.expunge(row)  # type: ignore[arg-type]
-        return row
+            .returning(Outbox.id, Outbox.to_address, Outbox.body, Outbox.attempts)
+            .execution_options(synchronize_session=False)).first()
+        return _Claimed(*claimed) if claimed is not None else None
 
 
-def _finish(sessions: sessionmaker[Session], row_id: int, *, status: str, error: str, attempts: int,
-            reply: str = "", sent_at: dt.datetime | None = None, next_attempt_at: dt.datetime | None = None) -> None:
+def _finish(sessions: sessionmaker[Session], result: _Result) -> None:
     with sessions.begin() as session:
-        row = session.get(Outbox, row_id)
-        assert row is not None
-        row.status, row.last_error, row.attempts = status, error[:2000], attempts
-        row.claimed_by, row.claimed_until = None, None
-        if reply:
-            row.smtp_response = reply[:1000]
-        if sent_at:
-            row.sent_at = sent_at
-        if next_attempt_at:
-            row.next_attempt_at = next_attempt_at
-        if status == "failed":
-            log.error("outbox %s to %s failed: %s", row_id, row.to_address.split("@")[-1], error)
+        _record(session, result)
+
+
+def _record(session: Session, result: _Result) -> None:
+    session.execute(update(Outbox).where(Outbox.id == result.row_id).values(**result.values)
+                    .execution_options(synchronize_session=False))
+    if result.values["status"] == "failed":
+        log.error("outbox %s to %s failed: %s", result.row_id, result.to_address.split("@")[-1], result.values["last_error"])
 
 
 def _fail_interrupted(sessions: sessionmaker[Session], now: dt.datetime) -> int:

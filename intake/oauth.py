@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from intake.config import MailboxConfig
-from intake.errors import MailboxAuthError, MailboxUnavailable
+from intake.errors import ConfigError, MailboxAuthError, MailboxUnavailable
 
 # Renew this long before the token's stated expiry: a token must not lapse between
 # fetching it and the server checking it, and clocks drift.
@@ -162,7 +162,10 @@ class GenericTokenProvider(TokenProvider):
 def post_form(url: str, form: dict[str, str], ca_file: str, mailbox: str, *, what: str) -> dict[str, Any]:
     """POST a form to a token endpoint; the JSON answer, or an error naming the endpoint,
     the grant and the server's own error code and description."""
-    context = ssl.create_default_context(cafile=ca_file or None)
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except OSError as exc:  # includes ssl.SSLError for a file that is not a certificate
+        raise ConfigError(f"cannot use CA file {ca_file}: {exc}", key=f"mailboxes.{mailbox}.oauth_ca_file") from None
     request = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(),
                                      headers={"Accept": "application/json"})
     try:
@@ -227,8 +230,9 @@ class MicrosoftTokenProvider(TokenProvider):
             path = token_cache_path(self.cfg, self.base_dir)
             if self.cfg.oauth_flow == "delegated" and path.exists():
                 self._cache.deserialize(path.read_text())
-            kwargs: dict[str, Any] = {"token_cache": self._cache, "timeout": HTTP_TIMEOUT,
-                                      "verify": self.cfg.oauth_ca_file or True}
+            kwargs: dict[str, Any] = {"token_cache": self._cache, "timeout": HTTP_TIMEOUT}
+            if self.cfg.oauth_ca_file:
+                kwargs["http_client"] = _session_trusting(self.cfg.oauth_ca_file)
             if self.authority:
                 kwargs["oidc_authority"] = self.authority
             else:
@@ -276,6 +280,18 @@ class MicrosoftTokenProvider(TokenProvider):
         if self.cfg.oauth_flow == "delegated" and self._cache is not None and self._cache.has_state_changed:
             write_private(token_cache_path(self.cfg, self.base_dir), self._cache.serialize())
             self._cache.has_state_changed = False
+
+
+def _session_trusting(ca_file: str) -> Any:
+    """A requests session that verifies with `ca_file`. Set per request, because requests
+    lets REQUESTS_CA_BUNDLE override a session's own `verify` (psf/requests#3829)."""
+    import functools
+
+    import requests
+
+    session = requests.Session()
+    session.request = functools.partial(session.request, timeout=HTTP_TIMEOUT, verify=ca_file)  # type: ignore[method-assign]
+    return session
 
 
 def _drop_access_tokens(cache: Any) -> None:

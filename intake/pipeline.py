@@ -14,6 +14,7 @@ Guarantees (see README "Reliability"):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -168,7 +169,9 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
     remaining = len(all_new)
     for start in range(0, len(all_new), batch_size):
         uids = all_new[start:start + batch_size]
-        raws = list(box.fetch(uids, batch_size=batch_size))
+        # A deque, emptied as it is stored: each message's bytes are freed once it is
+        # written, not held until the batch commits (a 10 MB message would be).
+        raws = collections.deque(box.fetch(uids, batch_size=batch_size))
         report.fetched += len(raws)
         remaining -= len(uids)
         with sessions.begin() as session:
@@ -177,8 +180,8 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
                 # committing; it re-reads these messages from the unchanged checkpoint.
                 raise MailboxUnavailable(mailbox.name, "lease lost to another worker")
             index = BatchIndex.load(session, raws)
-            for raw in raws:
-                _ingest_one(session, settings, mailbox, raw, ports, report, first_connected, index)
+            while raws:
+                _ingest_one(session, settings, mailbox, raws.popleft(), ports, report, first_connected, index)
             state = store.mailbox_state(session, mailbox.name, mailbox.folder)
             state.last_uid = max(uids)
             state.backlog = remaining
@@ -202,6 +205,7 @@ class BatchIndex:
     by_key: dict[str, Message]
     by_hash: dict[str, Message]
     erased_or_quarantined: set[str]
+    keys: dict[str, str] = field(default_factory=dict)  # content hash -> dedupe key, read once
 
     @classmethod
     def load(cls, session: Session, raws: Sequence[RawMessage]) -> "BatchIndex":
@@ -210,7 +214,11 @@ class BatchIndex:
         mids = [_mid_hash(k) for k in keys.values() if not k.startswith("hash:")]
         blocked = store.tombstoned(session, hashes, mids) | store.quarantined_hashes(session, hashes)
         return cls(store.known_sources(session, [r.ref for r in raws]), store.messages_by_key(session, keys.values()),
-                   store.messages_by_hash(session, hashes), blocked)
+                   store.messages_by_hash(session, hashes), blocked, keys)
+
+    def key_of(self, raw: RawMessage) -> str:
+        key = self.keys.get(raw.content_hash)
+        return key if key is not None else store.message_id_key(_quick_message_id(raw.data), raw.content_hash)
 
     def existing(self, key: str, content_hash: str) -> Message | None:
         return self.by_key.get(key) or self.by_hash.get(content_hash)
@@ -231,7 +239,7 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         report.duplicates += 1
         return
     content_hash = raw.content_hash
-    key = store.message_id_key(_quick_message_id(raw.data), content_hash)
+    key = index.key_of(raw)
     existing = index.existing(key, content_hash)
     if existing is not None:
         # The same message seen again (another group mailbox, or a re-read folder).
@@ -287,12 +295,12 @@ def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         _store_unparseable(session, mailbox, raw, ports, key, exc.reason, now)
         _quarantine(session, raw, ports, f"unparseable: {exc.reason}")
         return Outcome(Kind.UNPARSEABLE.value)
-    ctx = _classify_context(session, settings, inbound)
+    ctx, known = _classify_context(session, settings, inbound)
     verdict = classify(inbound, ctx)
     message = _store_message(session, mailbox, raw, inbound, verdict, ports, key, now)
     applications: list[Application] = []
     if verdict.kind is Kind.INTEREST:
-        applications = _apply_interest(session, settings, mailbox, inbound, message)
+        applications = _apply_interest(session, settings, mailbox, inbound, message, known)
     elif verdict.kind in (Kind.FOLLOW_UP, Kind.WITHDRAWAL):
         applications = _apply_to_thread(session, inbound, message, verdict)
     elif verdict.kind is Kind.BOUNCE and ports.acknowledger is not None:
@@ -306,16 +314,19 @@ def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, ra
     return Outcome(verdict.kind.value, ack_queued=row is not None, message=message)
 
 
-def _classify_context(session: Session, settings: Settings, inbound: InboundMessage) -> ClassifyContext:
+def _classify_context(session: Session, settings: Settings, inbound: InboundMessage) -> tuple[ClassifyContext, "store.KnownApplications | None"]:
+    """The context, and the sender's applications it read (reused when storing: no second query)."""
     thread_ids = ([inbound.in_reply_to] if inbound.in_reply_to else []) + list(inbound.references)
     sender = (inbound.reply_to or inbound.from_)
-    return ClassifyContext(
+    known = store.KnownApplications(sender.email, store.applications_of(session, sender.email)) if sender else None
+    ctx = ClassifyContext(
         own_addresses=settings.own_addresses,
         message_id_domain=settings.message_id_domain,
         known_message_ids=store.known_message_ids(session, thread_ids),
         known_references=store.known_references(session, find_references(inbound.subject)),
-        sender_has_application=bool(sender and store.applications_of(session, sender.email)),
+        sender_has_application=bool(known and known.applications),
     )
+    return ctx, known
 
 
 def _store_message(session: Session, mailbox: MailboxConfig, raw: RawMessage, inbound: InboundMessage,
@@ -330,13 +341,18 @@ def _store_message(session: Session, mailbox: MailboxConfig, raw: RawMessage, in
         body_text=inbound.text, body_html=inbound.html,
     )
     sealed, encrypted = ports.cipher.seal(raw.data)
-    message.raw = RawMessageRow(data=sealed, encrypted=encrypted, stored_at=now)
+    blobs = [RawMessageRow(data=sealed, encrypted=encrypted, stored_at=now)]
+    message.raw = blobs[0]
     for att in inbound.attachments:
         data, enc = ports.cipher.seal(att.data)
-        message.attachments.append(AttachmentRow(filename=att.filename, content_type=att.content_type,
-                                                 size=att.size, data=data, encrypted=enc))
+        blobs.append(AttachmentRow(filename=att.filename, content_type=att.content_type, size=att.size, data=data, encrypted=enc))
+    message.attachments.extend(blobs[1:])
     session.add(message)
     session.flush()
+    # Written now and not read again in this batch: a 10 MB attachment held until the batch
+    # commits is what sets the worker's peak memory.
+    for row in blobs:
+        session.expire(row, ["data"])
     store.add_source(session, message, raw.ref)
     return message
 
@@ -350,7 +366,7 @@ def _received_at(raw: RawMessage, inbound: InboundMessage, now: dt.datetime) -> 
 
 
 def _apply_interest(session: Session, settings: Settings, mailbox: MailboxConfig, inbound: InboundMessage,
-                    message: Message) -> list[Application]:
+                    message: Message, known: "store.KnownApplications | None" = None) -> list[Application]:
     routed: Route = route(inbound, settings.groups, mailbox_group=mailbox.group)
     message.groups = list(routed.groups)
     message.route_reason = routed.reason
@@ -360,10 +376,11 @@ def _apply_interest(session: Session, settings: Settings, mailbox: MailboxConfig
         return []
     apps = []
     for code in routed.groups:
-        app, created = store.get_or_create_application(session, applicant, code, message.received_at, routed.reason)
+        app, created = store.get_or_create_application(session, applicant, code, message.received_at, routed.reason,
+                                                       known=known)
         if not created:
             app.needs_attention = True
-        store.link(session, app, message)
+        store.link(session, app, message, new_message=True)
         apps.append(app)
     return apps
 
@@ -424,7 +441,9 @@ def _quarantine(session: Session, raw: RawMessage, ports: Ports, reason: str) ->
 
 def _quick_message_id(data: bytes) -> str:
     """The Message-ID from the header block only (cheap; the full parse comes later)."""
-    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:256 * 1024]
+    limit = 256 * 1024
+    # Sliced before splitting: splitting the whole message would copy a 10 MB attachment.
+    head = data[:limit + 4].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:limit]
     try:
         headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
         return str(headers.get("Message-ID", "") or "").strip()

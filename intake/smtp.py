@@ -92,24 +92,8 @@ class SmtpSender:
         """Send one message; returns the server's reply to the end of DATA."""
         # smtplib fixes line endings only for str messages: SMTP needs CRLF everywhere.
         data = _CRLF.sub(b"\r\n", data)
-        reused = self._smtp is not None
-        if self._smtp is None:
-            self._smtp = self._connect()
-        try:
-            self._mail(envelope_from)
-        except _StaleConnection:
-            if not reused:
-                self._drop()
-                raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} closed before MAIL FROM") from None
-            # Servers close idle connections; nothing of this message was sent yet, so
-            # connecting again is safe (it is the only case we retry within one call).
-            self._drop()
-            self._smtp = self._connect()
-            try:
-                self._mail(envelope_from)
-            except _StaleConnection:
-                self._drop()
-                raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} closed before MAIL FROM") from None
+        self._begin(envelope_from)
+        assert self._smtp is not None
         try:
             code, reply = self._smtp.rcpt(to)
             if code >= 400:
@@ -128,6 +112,20 @@ class SmtpSender:
         except (*_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
             self._drop()
             raise TemporaryDeliveryError(f"connection to {self.host}:{self.port} failed: {exc}") from None
+
+    def _begin(self, envelope_from: str) -> None:
+        """MAIL FROM on a usable connection. Servers close idle connections: a reused one
+        found dead is replaced once (safe, as nothing of this message was sent yet)."""
+        reused = self._smtp is not None
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            self._mail(envelope_from)
+        except _StaleConnection as exc:
+            self._drop()
+            if not reused:
+                raise TemporaryDeliveryError(f"{self.host}:{self.port} closed the connection before MAIL FROM: {exc}") from None
+            self._begin(envelope_from)  # on a fresh connection: at most one retry
 
     def _mail(self, envelope_from: str) -> None:
         """MAIL FROM; a dead connection becomes _StaleConnection, a refusal a delivery error."""

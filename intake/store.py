@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from sqlalchemy import func, or_, select, update
@@ -211,13 +212,33 @@ def applications_for_thread(session: Session, message_ids: Iterable[str], refere
     return [found[k] for k in sorted(found)]
 
 
+@dataclass(frozen=True)
+class KnownApplications:
+    """Every application of one address, as read earlier in the same transaction."""
+
+    email: str
+    applications: list[Application]
+
+    def find(self, email: str, group_code: str) -> Application | None | bool:
+        """The application, None when there is none, False when this does not know."""
+        if email != self.email.lower():
+            return False
+        return next((a for a in self.applications if a.group_code == group_code), None)
+
+
 def get_or_create_application(session: Session, applicant: Applicant, group_code: str, received_at: dt.datetime,
-                              route_reason: str) -> tuple[Application, bool]:
-    """The person's application to this group, created when missing (one per person per group)."""
+                              route_reason: str, *, known: KnownApplications | None = None) -> tuple[Application, bool]:
+    """The person's application to this group, created when missing (one per person per group).
+
+    `known` saves the look-up when it was read in this transaction (applications created
+    since then in this session are added to it); a row another worker inserted meanwhile
+    is still found, through the unique constraint."""
     email = applicant.email.lower()
-    existing = session.execute(
-        select(Application).where(Application.email == email, Application.group_code == group_code)
-    ).scalar_one_or_none()
+    existing = known.find(email, group_code) if known is not None else False
+    if existing is False:
+        existing = session.execute(
+            select(Application).where(Application.email == email, Application.group_code == group_code)
+        ).scalar_one_or_none()
     if existing is not None:
         _fill_blanks(existing, applicant)
         return existing, False
@@ -236,6 +257,8 @@ def get_or_create_application(session: Session, applicant: Applicant, group_code
         ).scalar_one()
         return existing, False
     app.reference = reference_for(app.id)
+    if known is not None and email == known.email.lower():
+        known.applications.append(app)
     return app, True
 
 
@@ -246,7 +269,8 @@ def _fill_blanks(app: Application, applicant: Applicant) -> None:
             setattr(app, field, getattr(applicant, field))
 
 
-def link(session: Session, app: Application, message: Message) -> None:
-    exists = session.get(ApplicationMessage, (app.id, message.id))
-    if exists is None:
+def link(session: Session, app: Application, message: Message, *, new_message: bool = False) -> None:
+    """Join an application to a message once. A message stored in this transaction cannot be
+    linked yet (`new_message`): the look-up, a query per link, is skipped."""
+    if new_message or session.get(ApplicationMessage, (app.id, message.id)) is None:
         session.add(ApplicationMessage(application_id=app.id, message_pk=message.id))

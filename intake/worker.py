@@ -63,24 +63,85 @@ DELIVERY_BATCH = 500
 
 
 def run_once(settings: Settings, sessions: sessionmaker[Session], ports: Ports) -> CycleReport:
-    """Every job once: poll each enabled mailbox, then drain the outbox."""
-    from intake.delivery import DeliveryReport, deliver_due
+    """Every job once: poll each enabled mailbox, then drain the outbox.
 
+    Where the database takes concurrent writers (PostgreSQL), delivery runs in a thread
+    beside the polls, so acknowledgements go out while later mail is read. SQLite has one
+    writer: a delivery thread would wait for each poll batch to commit between sending a
+    message and recording it as sent, widening the duplicate window (intake/delivery.py),
+    so there delivery follows the polls."""
     report = CycleReport()
-    for mailbox in settings.mailboxes:
-        if mailbox.enabled:
-            report.polls.append(poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id()))
+    totals = _DeliveryTotals()
+    polls_done = threading.Event()
+    beside = None
+    if _concurrent_writers(sessions):
+        beside = threading.Thread(target=_deliver_while_polling, args=(sessions, settings, ports, totals, polls_done),
+                                  name="delivery", daemon=True)
+        beside.start()
+    try:
+        for mailbox in settings.mailboxes:
+            if mailbox.enabled:
+                report.polls.append(poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id()))
+    finally:
+        polls_done.set()
+        if beside is not None:
+            beside.join()
     # Delivery runs even with acks disabled: coordinators' replies and digests use it too.
     # --once drains everything due, a batch at a time.
-    total: dict[str, int] = {}
-    while True:
-        batch = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
-        for name in ("sent", "retried", "failed", "interrupted"):
-            total[name] = total.get(name, 0) + getattr(batch, name)
-        if batch.error or batch.sent + batch.retried + batch.failed < DELIVERY_BATCH:
-            break
-    report.delivery = DeliveryReport(**total, held=batch.held, error=batch.error)
+    if not totals.error:
+        while True:
+            batch = totals.add(_deliver_batch(sessions, settings, ports))
+            if batch.error or batch.sent + batch.retried + batch.failed < DELIVERY_BATCH:
+                break
+    report.delivery = totals.report()
     return report
+
+
+def _deliver_batch(sessions: sessionmaker[Session], settings: Settings, ports: Ports):  # type: ignore[no-untyped-def]
+    from intake.delivery import deliver_due
+
+    return deliver_due(sessions, settings, ports.clock, worker_id=worker_id(), limit=DELIVERY_BATCH)
+
+
+def _deliver_while_polling(sessions: sessionmaker[Session], settings: Settings, ports: Ports,
+                           totals: "_DeliveryTotals", polls_done: threading.Event) -> None:
+    while not polls_done.is_set():
+        batch = totals.add(_deliver_batch(sessions, settings, ports))
+        if batch.error:
+            return
+        if batch.sent + batch.retried + batch.failed == 0:
+            polls_done.wait(0.2)  # nothing committed yet: the poll's next batch will bring some
+
+
+def _concurrent_writers(sessions: sessionmaker[Session]) -> bool:
+    bind = sessions.kw.get("bind")
+    return bind is not None and getattr(bind, "dialect", None) is not None and bind.dialect.name != "sqlite"
+
+
+@dataclass
+class _DeliveryTotals:
+    """Delivery reports of one cycle added up (from the delivery thread and the final drain)."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    held: int = 0
+    error: str = ""
+
+    def add(self, batch):  # type: ignore[no-untyped-def]
+        self.sent += batch.sent
+        self.retried += batch.retried
+        self.failed += batch.failed
+        self.interrupted += batch.interrupted
+        self.held, self.error = batch.held, batch.error
+        return batch
+
+    def report(self):  # type: ignore[no-untyped-def]
+        from intake.delivery import DeliveryReport
+
+        return DeliveryReport(sent=self.sent, retried=self.retried, failed=self.failed, held=self.held,
+                              interrupted=self.interrupted, error=self.error)
 
 
 class CoalescingJob:

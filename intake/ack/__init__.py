@@ -93,6 +93,7 @@ class Acknowledger:
         chosen = [a for a in applications if a.group_code in decision.groups] or applications
         row = self._compose(session, inbound, message, recipient, chosen, verdict.kind, decision, now)
         session.add(row)
+        self._remember(session, row)
         if not decision.hold:
             session.info["intake.acks_last_hour"] = facts.sent_last_hour + 1
         if decision.hold:
@@ -133,6 +134,7 @@ class Acknowledger:
     # -- composing -----------------------------------------------------------------------
     def _render_ack(self, name: str, sections: Sequence[Section], *, subject: str) -> tuple[str, str]:
         ctx: dict[str, Any] = dict(applicant_name=clean_header(name), sections=sections, contact_address=self.contact,
+                                   all_groups=self.settings.groups,
                                    privacy_notice=self.privacy_notice, subject=subject)
         return self.env.get_template("ack/base.txt").render(ctx), self.env.get_template("ack/base.html").render(ctx)
 
@@ -194,15 +196,33 @@ class Acknowledger:
 
     # -- facts from the outbox -----------------------------------------------------------
     def _recent(self, session: Session, to: str, now: dt.datetime) -> "RecentReplies":
-        """What we sent this recipient within the window (one query)."""
+        """What we sent this recipient within the window."""
         if not to:
             return RecentReplies(frozenset(), False)
         since = now - dt.timedelta(hours=self.settings["ack.window_hours"])
-        rows = session.execute(select(Outbox.kind, Outbox.group_codes).where(
-            func.lower(Outbox.to_address) == to.lower(), Outbox.kind.in_(("ack", "withdrawal")),
-            Outbox.created_at >= since, Outbox.status != "failed")).all()
+        rows = [(kind, codes) for kind, codes, created, row in self._window(session, since).get(to.lower(), ())
+                if created >= since and (row is None or row in session)]  # a row rolled back with its message is gone
         acked = frozenset(code for kind, codes in rows if kind == "ack" for code in (codes or []))
         return RecentReplies(acked, any(kind == "withdrawal" for kind, _ in rows))
+
+    def _window(self, session: Session, since: dt.datetime) -> dict[str, list[tuple[str, list[str], dt.datetime, Outbox | None]]]:
+        # Read once per transaction (a poll batch) and kept current by _remember: a query per
+        # message scanned the whole outbox (lower(to_address) has no index), which made a
+        # backlog quadratic.
+        cache = session.info.get("intake.recent_replies")
+        if cache is None:
+            cache = {}
+            for to, kind, codes, created in session.execute(select(
+                    func.lower(Outbox.to_address), Outbox.kind, Outbox.group_codes, Outbox.created_at).where(
+                    Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since, Outbox.status != "failed")):
+                cache.setdefault(to, []).append((kind, codes, utc(created), None))
+            session.info["intake.recent_replies"] = cache
+        return cache
+
+    def _remember(self, session: Session, row: Outbox) -> None:
+        cache = session.info.get("intake.recent_replies")
+        if cache is not None and row.kind in ("ack", "withdrawal"):
+            cache.setdefault(row.to_address.lower(), []).append((row.kind, list(row.group_codes), utc(row.created_at), row))
 
     def _sent_last_hour(self, session: Session, now: dt.datetime) -> int:
         # Counted once per transaction (a poll batch), then kept current in memory: the

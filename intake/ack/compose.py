@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from email import encoders
+from email.charset import QP, Charset
 from email.header import Header
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -23,6 +24,9 @@ from intake.domain import TRIAGE
 from intake.groups import Group
 
 LOOP_HEADER = "X-Intake-Loop"
+# Quoted-printable keeps the mostly-ASCII text readable on the wire (and in the outbox).
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 MAX_REFERENCES = 10  # keep References short: the applicant's thread plus their message
 
 
@@ -70,8 +74,8 @@ def build_message(*, sender: str, to_name: str, to_email: str, subject: str, tex
     # The compat32 MIME classes build the same structure several times faster than
     # EmailMessage, and this runs once per acknowledgement.
     body = MIMEMultipart("alternative")
-    body.attach(MIMEText(text, "plain", "utf-8"))
-    body.attach(MIMEText(html, "html", "utf-8"))
+    body.attach(MIMEText(text, "plain", _UTF8_QP))
+    body.attach(MIMEText(html, "html", _UTF8_QP))
     msg: MIMEMultipart = body
     if calendar is not None:
         msg = MIMEMultipart("mixed")
@@ -79,7 +83,7 @@ def build_message(*, sender: str, to_name: str, to_email: str, subject: str, tex
         msg.attach(_calendar_part(calendar))
     msg["From"] = sender
     msg["To"] = formataddr((clean_header(to_name), clean_header(to_email)), charset="utf-8")
-    msg["Subject"] = Header(clean_header(subject), "utf-8").encode()
+    msg["Subject"] = _header("Subject", clean_header(subject))
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<{message_id}>"
     parent = clean_header(in_reply_to).strip("<>")
@@ -94,6 +98,11 @@ def build_message(*, sender: str, to_name: str, to_email: str, subject: str, tex
     msg["Precedence"] = "auto_reply"
     msg[LOOP_HEADER] = loop_value
     return msg.as_bytes()
+
+
+def _header(name: str, value: str) -> str | Header:
+    """ASCII as it is (folded by the generator); anything else as RFC 2047 encoded words."""
+    return value if value.isascii() else Header(value, "utf-8", header_name=name)
 
 
 def _calendar_part(calendar: CalendarFile) -> MIMEBase:

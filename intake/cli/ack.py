@@ -35,13 +35,16 @@ def preview(app: AppContext, group_code: str, name: str) -> None:
     Example:
       intake ack preview --group SLGBTIG --name "Sam Taylor"
     """
-    from intake.ack import Acknowledger
+    from intake.ack import Acknowledger, seed_dates
+    from intake.domain import TRIAGE
 
+    code = group_code.upper()
+    known = [g.code for g in app.settings.groups] + [TRIAGE]
+    if code not in known:
+        raise click.BadParameter(f"{group_code!r} is not one of {', '.join(known)}", param_hint="--group")
     with app.sessions.begin() as session:
-        from intake.ack import seed_dates
-
         seed_dates(session, app.settings.groups)
-        click.echo(Acknowledger(app.settings, app.clock).preview(group_code.upper(), name, session=session), nl=False)
+        click.echo(Acknowledger(app.settings, app.clock).preview(code, name, session=session), nl=False)
 
 
 @click.group()

@@ -14,9 +14,11 @@ and started again on the same port to simulate an outage.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime as dt
 import ipaddress
 import logging
+import shutil
 import socket
 import ssl
 import tempfile
@@ -73,14 +75,14 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class TestCertificates:
+class Certificates:
     ca_file: str
     cert_file: str
     key_file: str
 
 
 @lru_cache(maxsize=1)
-def test_certificates() -> TestCertificates:
+def certificates() -> Certificates:
     """A throwaway CA and a server certificate for 127.0.0.1/localhost (made once per run)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -88,6 +90,7 @@ def test_certificates() -> TestCertificates:
     from cryptography.x509.oid import NameOID
 
     directory = Path(tempfile.mkdtemp(prefix="intake-smtp-certs-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     now = dt.datetime.now(dt.timezone.utc)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intake SMTP test CA")])
@@ -114,7 +117,7 @@ def test_certificates() -> TestCertificates:
     (directory / "server.crt").write_bytes(cert.public_bytes(pem))
     (directory / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
-    return TestCertificates(str(directory / "ca.crt"), str(directory / "server.crt"), str(directory / "server.key"))
+    return Certificates(str(directory / "ca.crt"), str(directory / "server.crt"), str(directory / "server.key"))
 
 
 class SmtpServer:
@@ -124,7 +127,7 @@ class SmtpServer:
         self.auth = auth
         self.handler = _Handler()
         self._controller: Controller | None = None
-        self.ca_file = test_certificates().ca_file if security != "none" else ""
+        self.ca_file = certificates().ca_file if security != "none" else ""
 
     @property
     def messages(self) -> list[Received]:
@@ -147,7 +150,7 @@ class SmtpServer:
     def start(self) -> "SmtpServer":
         kwargs: dict = {}
         if self.security != "none":
-            certs = test_certificates()
+            certs = certificates()
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(certs.cert_file, certs.key_file)
             kwargs = {"ssl_context": context} if self.security == "tls" else {"tls_context": context, "require_starttls": True}

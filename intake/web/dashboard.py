@@ -1,0 +1,64 @@
+"""The dashboard: counts per group and status, new this week, oldest untouched, a weekly chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, render_template
+from sqlalchemy import func, select
+
+from intake.clock import LONDON, utc
+from intake.domain import Status
+from intake.models import Application
+from intake.web.access import db, display_name, visible_codes
+from intake.web.chart import legend, weekly_bars
+from intake.web.state import state
+
+bp = Blueprint("dashboard", __name__)
+WEEKS = 8
+
+
+def _open(codes: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    return (Application.group_code.in_(codes), Application.merged_into_id.is_(None))
+
+
+@bp.route("/")
+def index() -> str:
+    codes = visible_codes()
+    now = state().clock.now()
+    session = db()
+    counts: dict[str, dict[str, int]] = {c: {s.value: 0 for s in Status} for c in codes}
+    for code, status, n in session.execute(
+            select(Application.group_code, Application.status, func.count()).where(*_open(codes))
+            .group_by(Application.group_code, Application.status)):
+        counts[code][status] = n
+    week_ago = now - dt.timedelta(days=7)
+    new_this_week = dict(session.execute(
+        select(Application.group_code, func.count()).where(*_open(codes), Application.received_at >= week_ago)
+        .group_by(Application.group_code)).all())
+    oldest = {code: utc(at) for code, at in session.execute(
+        select(Application.group_code, func.min(Application.received_at))
+        .where(*_open(codes), Application.status == Status.NEW.value).group_by(Application.group_code))}
+    weeks, series = _weekly(codes, now)
+    rows = [{"code": c, "display": display_name(c), "counts": counts[c], "total": sum(counts[c].values()),
+             "new_this_week": new_this_week.get(c, 0), "oldest_new": oldest.get(c),
+             "oldest_days": (now - oldest[c]).days if c in oldest else None} for c in codes]
+    names = [display_name(c) for c in codes]
+    return render_template("dashboard.html", rows=rows, statuses=[s.value for s in Status],
+                           chart=weekly_bars(weeks, {display_name(c): series[c] for c in codes}),
+                           legend=legend(names), weeks=weeks, series=series, codes=codes)
+
+
+def _weekly(codes: tuple[str, ...], now: dt.datetime) -> tuple[list[str], dict[str, list[int]]]:
+    """Applications received per week (Monday-based, London time) for the last WEEKS weeks."""
+    today = now.astimezone(LONDON).date()
+    first = today - dt.timedelta(days=today.weekday() + 7 * (WEEKS - 1))
+    start = dt.datetime.combine(first, dt.time(), LONDON)
+    series = {c: [0] * WEEKS for c in codes}
+    query = select(Application.group_code, Application.received_at).where(*_open(codes), Application.received_at >= start)
+    for code, received in db().execute(query):
+        index = (utc(received).astimezone(LONDON).date() - first).days // 7
+        if 0 <= index < WEEKS:
+            series[code][index] += 1
+    labels = [(first + dt.timedelta(weeks=i)).strftime("%d %b") for i in range(WEEKS)]
+    return labels, series

@@ -1,0 +1,70 @@
+"""intake.imap.ImapMailbox with auth = "oauth2": a real token server, a Dovecot that only
+accepts tokens, and the one-retry-with-a-fresh-token rule when a token is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from intake.errors import MailboxAuthError
+from intake.imap import ImapMailbox
+from tests.test_oauth import SECRET, account, imap, mailbox, oauth, sink  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _cwd(tmp_path, monkeypatch):
+    # ImapMailbox builds its TokenProvider without a base_dir (the working directory):
+    # keep any status file it writes inside this test's folder.
+    monkeypatch.chdir(tmp_path)
+
+
+def config(oauth, imap, client_id, user, **changes):  # noqa: F811
+    return mailbox(oauth, client_id, user, port=imap.port, **changes)
+
+
+def test_imap_mailbox_signs_in_with_a_token_and_fetches(oauth, imap):  # noqa: F811
+    client_id, user = account(oauth)
+    imap.deliver(user, b"Subject: one\r\n\r\nx\r\n")
+    with ImapMailbox(config(oauth, imap, client_id, user)) as box:
+        messages = list(box.fetch(box.uids_after(0)))
+    assert [m.data.split(b"\r\n")[0] for m in messages] == [b"Subject: one"]
+    assert f"user=<{user}>, method=XOAUTH2" in imap.logs()
+
+
+def test_refused_token_is_replaced_once_and_the_login_succeeds(oauth, imap):  # noqa: F811
+    client_id, user = account(oauth)
+    imap.deliver(user, b"Subject: two\r\n\r\nx\r\n")
+    cfg = config(oauth, imap, client_id, user)
+    with ImapMailbox(cfg):
+        pass
+    before = len(oauth.grants)
+    oauth.expire_tokens()  # revoked early: intake still thinks its cached token is good
+
+    with ImapMailbox(cfg) as box:
+        assert len(box.uids_after(0)) == 1
+    assert oauth.grants[before:] == ["client_credentials"]  # exactly one fresh token
+
+
+def test_wrong_client_secret_is_a_mailbox_auth_error(oauth, imap):  # noqa: F811
+    client_id, user = account(oauth)
+    with pytest.raises(MailboxAuthError, match="invalid_client"):
+        with ImapMailbox(config(oauth, imap, client_id, user, client_secret="wrong")):
+            pass
+
+
+def test_smtp_sender_sends_with_xoauth2_through_dovecot_submission(oauth, imap, sink, tmp_path):  # noqa: F811
+    from intake.config import load_settings
+    from intake.smtp import SmtpSender
+    from tests.support.config import MailboxSpec, write_config
+
+    client_id, user = account(oauth)
+    path = write_config(tmp_path / "cfg", smtp_port=imap.submission_port, mailboxes=[MailboxSpec(
+        "swig", user, "", port=imap.port, extra={
+            "auth": "oauth2", "oauth_provider": "generic", "client_id": client_id, "client_secret": SECRET,
+            "oauth_token_url": oauth.token_url, "oauth_ca_file": oauth.ca_file})],
+        sections={"smtp": {"auth": "oauth2", "oauth_mailbox": "swig", "from_address": user}})
+    subject = f"Thank you {client_id}"
+    with SmtpSender(load_settings(path, env={})) as sender:
+        sender.send(user, "applicant@example.net", f"Subject: {subject}\r\n\r\nReceived.\r\n".encode())
+    received = [m for m in sink.messages if subject.encode() in m.data]
+    assert [(m.mail_from, m.rcpt_tos) for m in received] == [(user, ["applicant@example.net"])]
+    assert f"submission-login: Info: Login: user=<{user}>, method=XOAUTH2" in imap.logs()
