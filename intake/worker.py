@@ -201,9 +201,15 @@ def _housekeeping_job(sessions: sessionmaker[Session], settings: Settings, ports
     """Daily: retention. Import lazily so the worker runs even if an optional part is broken."""
     from intake.retention import apply_retention
 
+    from intake.subject import scrub_storage
+
     with sessions.begin() as session:
         result = apply_retention(session, settings, ports.clock.now())
     log.info("retention: %s", result)
+    # Purged raw mail must leave the disk too, not linger in free pages or the WAL.
+    engine = sessions.kw["bind"]
+    if engine is not None and not scrub_storage(engine):
+        log.info("retention: storage scrub deferred (a reader held the WAL); it runs again tomorrow")
 
 
 def _digest_job(sessions: sessionmaker[Session], settings: Settings, ports: Ports) -> None:

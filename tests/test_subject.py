@@ -298,3 +298,23 @@ def test_export_and_erase_on_postgresql(postgres_url, tmp_path) -> None:
     finally:
         engine.dispose()
 
+
+
+def test_daily_housekeeping_purges_raw_mail_and_scrubs_it_from_disk(db, tmp_path) -> None:
+    """The worker's daily job: retention purges the raw bytes, then the SQLite file is
+    rewritten, so a purged original cannot be read back from free pages or the WAL."""
+    from intake.clock import FixedClock
+    from intake.worker import _housekeeping_job
+
+    path, engine, sessions = db
+    plain = RawCipher()
+    with sessions.begin() as session:
+        add_person(session, plain, "zanele.okafor@example.nhs.uk", "Zanele Okafor")
+    assert b"CV Zanele" in _disk(path)
+    settings = load_settings(write_config(tmp_path / "cfg", mailboxes=[], database_url=f"sqlite:///{path}"), env={})
+    ports = type("P", (), {"clock": FixedClock(T0 + dt.timedelta(days=1000))})()
+    _housekeeping_job(sessions, settings, ports)
+    # Checked while the worker's connections are still open, as they are in production.
+    assert b"CV Zanele" not in _disk(path)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RawMessageRow)) == 0
