@@ -1,5 +1,6 @@
 """The daily digest: each group's coordinators hear how many new applications and follow-ups
-arrived since the last digest, with links into the app and no personal details.
+arrived since the last digest, and how many applications wait for them (an applicant
+answered: "needs attention"), with links into the app and no personal details.
 
 Composed as Outbox rows (kind="digest"); the delivery job sends them. The time window runs
 from the last run (JobRun "digest") to now, so a run that is repeated or late neither
@@ -35,10 +36,13 @@ def enqueue_digests(session: Session, settings: Settings, clock: Clock) -> int:
     queued = 0
     for group in settings.groups:
         new, follow_ups = _counts(session, group.code, since, now)
-        if not (new or follow_ups):
+        # Still waiting is worth a reminder every day, even when nothing new arrived.
+        attention = _needs_attention(session, group.code)
+        if not (new or follow_ups or attention):
             continue
         for address in _recipients(session, group.code, group.coordinators):
-            session.add(_outbox_row(settings, address, group.code, group.display, new, follow_ups, now))
+            session.add(_outbox_row(settings, address, group.code, group.display, new, follow_ups, now,
+                                    attention=attention))
             queued += 1
     run.last_run_at = now
     run.last_result = f"{queued} digest(s) queued"
@@ -58,6 +62,13 @@ def _counts(session: Session, code: str, since: dt.datetime, until: dt.datetime)
     return new, follow_ups
 
 
+def _needs_attention(session: Session, code: str) -> int:
+    """Open applications of the group whose applicant answered and nobody has acted since."""
+    return session.scalar(select(func.count()).select_from(Application).where(
+        Application.group_code == code, Application.merged_into_id.is_(None),
+        Application.needs_attention.is_(True))) or 0
+
+
 def _recipients(session: Session, code: str, configured: tuple[str, ...]) -> list[str]:
     """Active coordinator accounts of the group, plus groups.toml's coordinator addresses."""
     users = session.scalars(select(User.email).join(UserGroup).where(
@@ -66,13 +77,14 @@ def _recipients(session: Session, code: str, configured: tuple[str, ...]) -> lis
 
 
 def compose(settings: Settings, to: str, code: str, display: str, new: int, follow_ups: int,
-            now: dt.datetime) -> EmailMessage:
+            now: dt.datetime, *, attention: int = 0) -> EmailMessage:
     """The digest email (pure): counts and links only, never names or message content."""
     base = settings["web.base_url"].rstrip("/")
     msg = EmailMessage()
     msg["From"] = settings["smtp.from_address"]
     msg["To"] = to
-    msg["Subject"] = f"{display}: {_plural(new, 'new application')}, {_plural(follow_ups, 'follow-up')}"
+    waiting = f", {attention} need{'s' if attention == 1 else ''} attention" if attention else ""
+    msg["Subject"] = f"{display}: {_plural(new, 'new application')}, {_plural(follow_ups, 'follow-up')}{waiting}"
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<digest-{uuid.uuid4().hex}@{settings.message_id_domain}>"
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies back to us
@@ -80,15 +92,18 @@ def compose(settings: Settings, to: str, code: str, display: str, new: int, foll
     msg.set_content(
         f"Since the last digest, the {display} queue received:\n\n"
         f"  {_plural(new, 'new application')}\n  {_plural(follow_ups, 'follow-up message')}\n\n"
+        f"Waiting for you now: {_plural(attention, 'application')} marked \"needs attention\"\n"
+        "(the applicant wrote back).\n\n"
         f"New applications: {base}/queues/{code}?status=new\n"
+        f"Needs attention:  {base}/#attention\n"
         f"The whole queue:  {base}/queues/{code}\n\n"
         "This email holds no personal details; sign in to read them.\n")
     return msg
 
 
 def _outbox_row(settings: Settings, to: str, code: str, display: str, new: int, follow_ups: int,
-                now: dt.datetime) -> Outbox:
-    msg = compose(settings, to, code, display, new, follow_ups, now)
+                now: dt.datetime, *, attention: int = 0) -> Outbox:
+    msg = compose(settings, to, code, display, new, follow_ups, now, attention=attention)
     return Outbox(kind="digest", to_address=to, from_address=settings["smtp.from_address"], subject=msg["Subject"],
                   message_id=msg["Message-ID"].strip("<>"), group_codes=[code], body=msg.as_bytes(),
                   status="pending", next_attempt_at=now, created_by="system")

@@ -11,9 +11,12 @@ from intake.clock import utc
 
 
 def run_checks(app, echo: Callable[[str], None]) -> bool:  # type: ignore[no-untyped-def]
-    """Config (already loaded by now), database, every mailbox, SMTP. True when all pass."""
+    """Config (already loaded by now), database, every mailbox, SMTP, then OAuth 2.0
+    credential warnings (secret expiry, failed refreshes). True when all pass; warnings
+    are printed but do not fail the check."""
     from intake.imap import check_mailbox
     from intake.models import MailboxState, Outbox
+    from intake.oauth import settings_warnings
     from intake.smtp import check_smtp
 
     settings = app.settings
@@ -35,7 +38,7 @@ def run_checks(app, echo: Callable[[str], None]) -> bool:  # type: ignore[no-unt
         if not mailbox.enabled:
             echo(f"mailbox   SKIP  {mailbox.name} (disabled)")
             continue
-        health = check_mailbox(mailbox)
+        health = check_mailbox(mailbox, base_dir=settings.base_dir)
         state = states.get(mailbox.name)
         last = _ago(now, state.last_success_at) if state and state.last_success_at else "never"
         backlog = state.backlog if state else 0
@@ -48,6 +51,9 @@ def run_checks(app, echo: Callable[[str], None]) -> bool:  # type: ignore[no-unt
             echo(f"          WARN  {mailbox.name}: {state.consecutive_failures} failed polls in a row; last error: {state.last_error}")
     smtp_ok, detail = check_smtp(settings)
     echo(f"smtp      {'OK  ' if smtp_ok else 'FAIL'}  {detail}")
+    # After the sign-ins above, so a refresh that just failed (or recovered) is reflected.
+    for warning in settings_warnings(settings, now):
+        echo(f"oauth     WARN  {warning}")
     return ok and smtp_ok
 
 

@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from imapclient import IMAPClient
@@ -57,9 +58,12 @@ def _tls_context(ca_file: str) -> ssl.SSLContext:
 class ImapMailbox:
     """One IMAP mailbox session. Use as a context manager."""
 
-    def __init__(self, config: MailboxConfig, *, readonly: bool = True):
+    def __init__(self, config: MailboxConfig, *, readonly: bool = True, base_dir: Path | None = None):
+        """`base_dir` (settings.base_dir, intake.toml's folder) anchors a relative OAuth
+        token cache path; without it the working directory is used."""
         self.config = config
         self.readonly = readonly
+        self.base_dir = base_dir
         self.uidvalidity = 0
         self.exists = 0
         self.capabilities: frozenset[str] = frozenset()
@@ -142,7 +146,7 @@ class ImapMailbox:
     def _oauth_login(self, client: IMAPClient) -> None:
         from intake.oauth import TokenProvider
 
-        provider = TokenProvider.for_mailbox(self.config)
+        provider = TokenProvider.for_mailbox(self.config, base_dir=self.base_dir)
         try:
             client.oauth2_login(self.config.username, provider.token())
         except imap_errors.LoginError:
@@ -268,10 +272,10 @@ class ImapMailbox:
         return _new_mail(seen) or _new_mail(leftover)
 
 
-def check_mailbox(config: MailboxConfig) -> MailboxHealth:
+def check_mailbox(config: MailboxConfig, *, base_dir: Path | None = None) -> MailboxHealth:
     """Connect, log in and open the folder: for `intake check`. Never raises MailboxError."""
     try:
-        with ImapMailbox(config) as box:
+        with ImapMailbox(config, base_dir=base_dir) as box:
             return MailboxHealth(config.name, True, f"connected to {box.where}, folder {config.folder!r} has {box.exists} messages",
                                  box.uidvalidity, box.exists)
     except MailboxError as exc:

@@ -2,8 +2,8 @@
 
     provider = TokenProvider.for_mailbox(cfg, base_dir=settings.base_dir)
     client.oauth2_login(cfg.username, provider.token())        # imap.py
-    smtp.auth("XOAUTH2", lambda c=None: xoauth2_string(user, provider.token()))   # smtp.py
-    on a refused login: provider.token(force_refresh=True), once
+    smtp.auth("XOAUTH2", lambda c=None: xoauth2_string(user, token) if c is None else "")  # smtp.py
+    on a refused login: provider.token(force_refresh=True), once (IMAP and SMTP alike)
 
 Two providers, two flows:
 - microsoft: msal (Entra ID / Microsoft 365 / NHSmail). client_credentials is app-only
@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from intake.config import MailboxConfig
+from intake.config import MailboxConfig, Settings
 from intake.errors import ConfigError, MailboxAuthError, MailboxUnavailable
 
 # Renew this long before the token's stated expiry: a token must not lapse between
@@ -396,6 +396,14 @@ def _username(body: dict[str, Any]) -> str:
 
 
 # -- warnings for `intake check` and the dashboard --------------------------------------------
+
+def settings_warnings(settings: Settings, now: dt.datetime) -> list[str]:
+    """credential_warnings of every OAuth 2.0 registration in use: each enabled mailbox's,
+    and the one SMTP signs in with (even when its mailbox is not polled)."""
+    in_use = [m for m in settings.mailboxes if m.enabled or
+              (settings["smtp.auth"] == "oauth2" and m.name == settings["smtp.oauth_mailbox"])]
+    return [w for cfg in in_use for w in credential_warnings(cfg, now, base_dir=settings.base_dir)]
+
 
 def credential_warnings(cfg: MailboxConfig, now: dt.datetime, *, base_dir: Path | None = None) -> list[str]:
     """What an administrator must act on before sign-in breaks (or now that it has)."""

@@ -92,7 +92,7 @@ class ReplyComposer:
         return Draft(template=template, subject=subject, body=body.lstrip("\n"), session=chosen)
 
     def enqueue(self, session: Session, app: Application, draft: Draft, *, actor: str, now: dt.datetime,
-                not_before: dt.datetime | None = None) -> Outbox:
+                not_before: dt.datetime | None = None, ip: str = "") -> Outbox:
         """Add the reply to the outbox, move the application on and audit it (caller's transaction)."""
         if app.email is None:
             raise ReplyError("this application has been anonymised; there is no one to write to")
@@ -122,16 +122,15 @@ class ReplyComposer:
                      status="pending", attempts=0, next_attempt_at=not_before or now, created_at=now, created_by=actor)
         row.applications.append(app)
         session.add(row)
-        new_status = STATUS_AFTER[draft.template]
         old_status = app.status
-        if old_status in ("new", "contacted") or new_status in ("accepted", "declined"):
-            if old_status != new_status:
-                app.status = new_status
-                app.status_changed_at = now
+        new_status = status_after(old_status, draft.template)
+        if old_status != new_status:
+            app.status = new_status
+            app.status_changed_at = now
         app.needs_attention = False
         session.flush()
         record(session, actor=actor, action="reply.send", target_type="application", target_id=app.id,
-               group_code=app.group_code, details={"template": draft.template, "outbox_id": row.id,
+               group_code=app.group_code, ip=ip, details={"template": draft.template, "outbox_id": row.id,
                                                    "status": [old_status, app.status]})
         return row
 
@@ -148,14 +147,21 @@ class ReplyComposer:
 
 def send_bulk(composer: ReplyComposer, session: Session, apps: Sequence[Application], template: str, *,
               coordinator_name: str, actor: str, now: dt.datetime, spacing_seconds: int = 2,
-              session_start: dt.datetime | None = None) -> list[Outbox]:
+              session_start: dt.datetime | None = None, ip: str = "") -> list[Outbox]:
     """One message per application, each its own thread; spaced out through the outbox."""
     rows = []
     for i, app in enumerate(apps):
         draft = composer.draft(session, app, template, coordinator_name=coordinator_name, now=now, session_start=session_start)
         rows.append(composer.enqueue(session, app, draft, actor=actor, now=now,
-                                     not_before=now + dt.timedelta(seconds=i * spacing_seconds)))
+                                     not_before=now + dt.timedelta(seconds=i * spacing_seconds), ip=ip))
     return rows
+
+
+def status_after(current: str, template: str) -> str:
+    """The status an application has once this template is sent: an open application moves
+    on; a closed one is only moved by an outcome (accepted / declined)."""
+    target = STATUS_AFTER[template]
+    return target if current in ("new", "contacted") or target in ("accepted", "declined") else current
 
 
 def upcoming_sessions(session: Session, group_code: str, now: dt.datetime) -> list[SessionDate]:

@@ -3,7 +3,9 @@
 One SmtpSender holds one connection for a delivery run (reconnecting if the server drops
 it). TLS is verified and never silently skipped: `starttls` against a server that does not
 offer it is an error. Replies become TemporaryDeliveryError (4xx, connection trouble: retry)
-or PermanentDeliveryError (5xx: give up and record why).
+or PermanentDeliveryError (5xx: give up and record why). With `smtp.auth = "oauth2"` a
+token that cannot be had (endpoint down, secret wrong: MailboxError) is a temporary
+failure too, so the outbox row waits and is retried rather than lost to a crash.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import smtplib
 import socket
 import ssl
 
-from intake.config import Settings
-from intake.errors import PermanentDeliveryError, TemporaryDeliveryError
+from intake.config import MailboxConfig, Settings
+from intake.errors import ConfigError, MailboxError, PermanentDeliveryError, TemporaryDeliveryError
 
 _CRLF = re.compile(rb"\r?\n")
 _CONNECTION_ERRORS = (OSError, socket.timeout, smtplib.SMTPServerDisconnected, ssl.SSLError)
@@ -66,7 +68,11 @@ class SmtpSender:
         except (TemporaryDeliveryError, PermanentDeliveryError):
             raise
         except smtplib.SMTPAuthenticationError as exc:
+            smtp.close()
             raise TemporaryDeliveryError(f"{where} refused our login: {exc.smtp_code} {_text(exc.smtp_error)}", code=exc.smtp_code) from None
+        except (MailboxError, ConfigError) as exc:  # no OAuth token: nothing was sent, try again later
+            smtp.close()
+            raise TemporaryDeliveryError(f"no OAuth 2.0 token to sign in to {where}: {exc}") from None
         except (*_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
             raise TemporaryDeliveryError(f"cannot connect to {where}: {exc}") from None
         return smtp
@@ -74,14 +80,39 @@ class SmtpSender:
     def _authenticate(self, smtp: smtplib.SMTP) -> None:
         settings = self.settings
         if settings["smtp.auth"] == "oauth2":
-            from intake.oauth import TokenProvider, xoauth2_string
-
-            mailbox = next(m for m in settings.mailboxes if m.name == settings["smtp.oauth_mailbox"])
-            provider = TokenProvider.for_mailbox(mailbox)
-            user = settings["smtp.username"] or mailbox.username
-            smtp.auth("XOAUTH2", lambda challenge=None: xoauth2_string(user, provider.token()), initial_response_ok=True)
+            self._oauth_login(smtp)
         elif settings["smtp.username"]:
             smtp.login(settings["smtp.username"], settings.smtp_password)
+
+    def _oauth_login(self, smtp: smtplib.SMTP) -> None:
+        """SASL XOAUTH2 with the oauth_mailbox's token; a refused token is replaced once
+        (it may have been revoked or expired early), as imap.py does."""
+        from intake.oauth import TokenProvider, xoauth2_string
+
+        mailbox = self._oauth_mailbox()
+        provider = TokenProvider.for_mailbox(mailbox, base_dir=self.settings.base_dir)
+        user = self.settings["smtp.username"] or mailbox.username
+
+        def sign_in(token: str) -> None:
+            # A refusal comes as a 334 error challenge (a JSON status); the client answers
+            # it with an empty response and the server then ends the exchange with 535.
+            smtp.auth("XOAUTH2", lambda challenge=None: xoauth2_string(user, token) if challenge is None else "",
+                      initial_response_ok=True)
+
+        try:
+            sign_in(provider.token())
+        except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code != 535:
+                raise
+            sign_in(provider.token(force_refresh=True))
+
+    def _oauth_mailbox(self) -> MailboxConfig:
+        name = self.settings["smtp.oauth_mailbox"]
+        for mailbox in self.settings.mailboxes:
+            if mailbox.name == name and mailbox.auth == "oauth2":
+                return mailbox
+        raise ConfigError(f"names no [[mailboxes]] entry with auth = \"oauth2\": {name!r}",
+                          file=str(self.settings.path), key="smtp.oauth_mailbox")
 
     @property
     def connected(self) -> bool:

@@ -37,7 +37,7 @@ def build_ports(settings: Settings, clock: Clock) -> Ports:
     from intake.imap import ImapMailbox
 
     def open_mailbox(cfg: MailboxConfig) -> ImapMailbox:
-        return ImapMailbox(cfg, readonly=not cfg.move_to)
+        return ImapMailbox(cfg, readonly=not cfg.move_to, base_dir=settings.base_dir)
 
     return Ports(open_mailbox=open_mailbox, acknowledger=Acknowledger(settings, clock),
                  cipher=RawCipher.from_settings(settings), clock=clock)

@@ -3,16 +3,19 @@ accepts tokens, and the one-retry-with-a-fresh-token rule when a token is refuse
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from intake.errors import MailboxAuthError
-from intake.imap import ImapMailbox
-from tests.test_oauth import SECRET, account, imap, mailbox, oauth, sink  # noqa: F401  (fixtures)
+from intake.imap import ImapMailbox, check_mailbox
+from intake.oauth import device_login
+from tests.test_oauth import SECRET, _approve_on_second_poll, account, imap, mailbox, oauth, sink  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
 def _cwd(tmp_path, monkeypatch):
-    # ImapMailbox builds its TokenProvider without a base_dir (the working directory):
+    # Most tests here give ImapMailbox no base_dir (the working directory is used then):
     # keep any status file it writes inside this test's folder.
     monkeypatch.chdir(tmp_path)
 
@@ -68,3 +71,45 @@ def test_smtp_sender_sends_with_xoauth2_through_dovecot_submission(oauth, imap, 
     received = [m for m in sink.messages if subject.encode() in m.data]
     assert [(m.mail_from, m.rcpt_tos) for m in received] == [(user, ["applicant@example.net"])]
     assert f"submission-login: Info: Login: user=<{user}>, method=XOAUTH2" in imap.logs()
+
+
+def test_relative_token_cache_resolves_against_base_dir_not_the_working_directory(oauth, imap, tmp_path,  # noqa: F811
+                                                                                  monkeypatch):
+    client_id, user = account(oauth, public=True)
+    config_dir = tmp_path / "cfg"
+    cfg = config(oauth, imap, client_id, user, oauth_flow="delegated", client_secret="", token_cache="tokens/box.json")
+    shown: list[str] = []
+    sleep, _ = _approve_on_second_poll(oauth, user, shown)
+    device_login(dataclasses.replace(cfg, token_cache=str(config_dir / "tokens" / "box.json")), shown.append,
+                 base_dir=config_dir, device_url=oauth.device_url, sleep=sleep)
+    imap.deliver(user, b"Subject: relative\r\n\r\nx\r\n")
+    monkeypatch.chdir(tmp_path / "cfg" / "tokens")  # anywhere but the config folder
+
+    with ImapMailbox(cfg, base_dir=config_dir) as box:
+        assert len(box.uids_after(0)) == 1
+    health = check_mailbox(cfg, base_dir=config_dir)
+    assert health.ok and health.message_count == 1
+    # Without it the working directory is searched, and the sign-in is not found there.
+    assert "no token cache" in check_mailbox(cfg).detail
+
+
+def test_the_worker_opens_mailboxes_with_the_config_folder_as_base(oauth, imap, tmp_path, monkeypatch):  # noqa: F811
+    """`intake run` (worker.build_ports) resolves a relative token cache against intake.toml's folder."""
+    from intake.clock import SystemClock
+    from intake.config import load_settings
+    from intake.worker import build_ports
+    from tests.support.config import write_config
+
+    client_id, user = account(oauth, public=True)
+    config_dir = tmp_path / "cfg"
+    settings = load_settings(write_config(config_dir, mailboxes=[]), env={})
+    cfg = config(oauth, imap, client_id, user, oauth_flow="delegated", client_secret="", token_cache="tokens/box.json")
+    shown: list[str] = []
+    sleep, _ = _approve_on_second_poll(oauth, user, shown)
+    device_login(dataclasses.replace(cfg, token_cache=str(config_dir / "tokens" / "box.json")), shown.append,
+                 base_dir=config_dir, device_url=oauth.device_url, sleep=sleep)
+    imap.deliver(user, b"Subject: from the worker\r\n\r\nx\r\n")
+    monkeypatch.chdir(tmp_path)  # not the config folder
+
+    with build_ports(settings, SystemClock()).open_mailbox(cfg) as box:
+        assert len(box.uids_after(0)) == 1

@@ -139,7 +139,7 @@ def _delete_from_mailboxes(app: AppContext, sources) -> None:  # type: ignore[no
             click.echo(f"mailbox {name}: no longer configured; {len(uids)} messages left there", err=True)
             continue
         try:
-            with ImapMailbox(cfg, readonly=False) as box:
+            with ImapMailbox(cfg, readonly=False, base_dir=app.settings.base_dir) as box:
                 if box.uidvalidity != uidvalidity:
                     click.echo(f"mailbox {name}: renumbered since (UIDVALIDITY changed); nothing deleted", err=True)
                     continue

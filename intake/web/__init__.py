@@ -25,7 +25,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = None,
                clock: Clock | None = None) -> Flask:
     """A ready-to-serve app; `sessions` and `clock` are injected by tests and the CLI."""
-    from intake.web import applications, audit_log, auth, dashboard, dates, errors, export, queues, security, subject_access
+    from intake.web import applications, audit_log, auth, dashboard, dates, errors, export, ops, queues, replies, security, subject_access
 
     if sessions is None:
         from intake.db import make_engine, make_sessionmaker
@@ -45,7 +45,7 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.extensions["intake"] = WebState(settings=settings, sessions=sessions, clock=clock or SystemClock())
     security.init_app(app)
     errors.init_app(app)
-    for module in (auth, dashboard, queues, applications, export, dates, audit_log, subject_access):
+    for module in (auth, dashboard, queues, applications, export, dates, audit_log, subject_access, ops, replies):
         app.register_blueprint(module.bp)
     return app
 

@@ -15,6 +15,7 @@ from intake.models import Application, AttachmentRow, Outbox, OutboxApplication
 from intake.web import actions
 from intake.web.access import account, all_codes, application_or_404, audit, db, display_name
 from intake.web.emailview import blocked_resources, sanitise
+from intake.web.replies import reply_choice
 from intake.web.state import state
 from intake.web.workflow import LABELS, next_statuses
 
@@ -39,7 +40,7 @@ def show(application_id: int) -> str:
     targets = [(c, display_name(c)) for c in all_codes() + (TRIAGE,) if c != app.group_code]
     return render_template("application.html", app=app, thread=thread, outbox=outbox, duplicates=duplicates,
                            merged_into=merged_into, next_statuses=next_statuses(app.status), labels=LABELS,
-                           targets=targets, display=display_name(app.group_code))
+                           targets=targets, display=display_name(app.group_code), reply=reply_choice(app))
 
 
 def _possible_duplicates(app: Application) -> list[Application]:

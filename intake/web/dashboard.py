@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from flask import Blueprint, render_template
 from sqlalchemy import func, select
@@ -10,12 +11,13 @@ from sqlalchemy import func, select
 from intake.clock import LONDON, utc
 from intake.domain import Status
 from intake.models import Application
-from intake.web.access import db, display_name, visible_codes
+from intake.web.access import account, db, display_name, visible_codes
 from intake.web.chart import legend, weekly_bars
 from intake.web.state import state
 
 bp = Blueprint("dashboard", __name__)
 WEEKS = 8
+ATTENTION_LISTED = 25
 
 
 def _open(codes: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -44,9 +46,43 @@ def index() -> str:
              "new_this_week": new_this_week.get(c, 0), "oldest_new": oldest.get(c),
              "oldest_days": (now - oldest[c]).days if c in oldest else None} for c in codes]
     names = [display_name(c) for c in codes]
-    return render_template("dashboard.html", rows=rows, statuses=[s.value for s in Status],
+    attention = _needs_attention(codes)
+    for r in rows:
+        r["attention"] = attention.per_group.get(r["code"], 0)
+    return render_template("dashboard.html", rows=rows, statuses=[s.value for s in Status], attention=attention,
+                           display_names={c: display_name(c) for c in codes},
                            chart=weekly_bars(weeks, {display_name(c): series[c] for c in codes}),
-                           legend=legend(names), weeks=weeks, series=series, codes=codes)
+                           legend=legend(names), weeks=weeks, series=series, codes=codes,
+                           credential_warnings=_credential_warnings(now))
+
+
+def _credential_warnings(now: dt.datetime) -> list[str]:
+    """Mail sign-in problems (OAuth 2.0 secret expiry, failed refreshes), for admins only:
+    the texts name mailboxes, accounts and token files, which coordinators need not see."""
+    if not account().is_admin:
+        return []
+    from intake.oauth import settings_warnings
+
+    return settings_warnings(state().settings, now)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Applications whose applicant answered and nobody has acted since (the pipeline sets
+    the flag on a follow-up; a reply or a status change clears it)."""
+
+    total: int
+    per_group: dict[str, int]
+    rows: list[Application]
+
+
+def _needs_attention(codes: tuple[str, ...]) -> Attention:
+    where = (*_open(codes), Application.needs_attention.is_(True))
+    per_group = dict(db().execute(select(Application.group_code, func.count()).where(*where)
+                                  .group_by(Application.group_code)).all())
+    rows = list(db().scalars(select(Application).where(*where)
+                             .order_by(Application.updated_at, Application.id).limit(ATTENTION_LISTED)))
+    return Attention(sum(per_group.values()), per_group, rows)
 
 
 def _weekly(codes: tuple[str, ...], now: dt.datetime) -> tuple[list[str], dict[str, list[int]]]:

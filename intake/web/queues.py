@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from intake.web.access import audit, db, display_name, group_or_404, visible_codes
 from intake.web.queries import SORTS, STATUSES, QueueFilter, message_counts
+from intake.web.replies import bulk_choice
 
 bp = Blueprint("queues", __name__)
 PAGE_SIZE = 50
@@ -33,4 +34,4 @@ def show(code: str) -> str:
     session.commit()
     return render_template("queue.html", code=code, display=display_name(code), filt=filt, rows=rows, counts=counts,
                            total=total, page=page, pages=pages, statuses=STATUSES, sorts=list(SORTS),
-                           args={k: v for k, v in request.args.items() if k != "page"})
+                           args={k: v for k, v in request.args.items() if k != "page"}, bulk=bulk_choice(code))

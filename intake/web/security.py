@@ -1,6 +1,7 @@
 """Request-wide protections: sign-in required, CSRF tokens, security headers.
 
-Every request except the login page and static files needs a signed-in, active account
+Every request except the login page, static files and the two monitoring read-outs
+(GET /healthz, GET /metrics: counts only, see ops.py) needs a signed-in, active account
 (re-read from the database each request, so disabling a user takes effect at once).
 Every POST must carry the session's CSRF token. Every response gets a strict CSP.
 """
@@ -16,6 +17,8 @@ from intake.web.access import close_db, db
 from intake.users import load_account
 
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+# Monitoring scrapes without an account; these endpoints show no personal data (ops.py).
+MONITORING_ENDPOINTS = frozenset({"ops.healthz", "ops.metrics"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # No inline script or style anywhere; images only from us (the chart is inline SVG markup).
@@ -59,6 +62,8 @@ def _check_csrf() -> None:
 
 def _require_login() -> Response | None:
     g.account = None
+    if _monitoring():
+        return None  # no account needed, and none loaded: the database may be the thing that is down
     uid = session.get("uid")
     if uid is not None:
         g.account = load_account(db(), uid)
@@ -69,6 +74,10 @@ def _require_login() -> Response | None:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         abort(403)
     return None
+
+
+def _monitoring() -> bool:
+    return request.endpoint in MONITORING_ENDPOINTS and request.method in ("GET", "HEAD")
 
 
 def _headers(response: Response) -> Response:

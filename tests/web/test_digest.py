@@ -85,3 +85,49 @@ def test_digest_settings_are_declared_off_by_default(tmp_path):
 
     settings = load_settings(write_config(tmp_path, mailboxes=[]), env={})
     assert settings["digest.enabled"] is False and settings["digest.time"] == "08:00"
+
+
+def test_digest_reminds_of_applications_that_need_attention_until_someone_acts(tmp_path):
+    from intake.digest import enqueue_digests
+    from intake.models import Application, Outbox
+
+    settings, sessions = _setup(tmp_path)
+    clock = FixedClock(dt.datetime(2030, 3, 4, 8, 0, tzinfo=dt.timezone.utc))
+    old = clock.now() - dt.timedelta(days=20)
+    with sessions.begin() as s:
+        _application(s, "SWIG", "Anna Answered", old)
+        _application(s, "SWIG", "Ben Answered", old)
+        _application(s, "SWIG", "Quiet Quentin", old)
+        _application(s, "SDIG", "Dina Merged", old)
+        s.flush()
+        for app in s.scalars(select(Application)):
+            app.needs_attention = app.name != "Quiet Quentin"
+        merged = s.scalar(select(Application).where(Application.name == "Dina Merged"))
+        merged.merged_into_id = s.scalar(select(Application.id).where(Application.name == "Anna Answered"))
+    # Nothing arrived in the window, but two SWIG applicants wait for an answer.
+    with sessions.begin() as s:
+        assert enqueue_digests(s, settings, clock) == 2  # swig1 and both; the merged SDIG one does not count
+    with sessions() as s:
+        rows = list(s.scalars(select(Outbox).order_by(Outbox.to_address)))
+        assert {(r.to_address, r.group_codes[0]) for r in rows} == {("swig1@example.org", "SWIG"), ("both@example.org", "SWIG")}
+        msg = email.message_from_bytes(rows[-1].body)
+        body = msg.get_payload(decode=True).decode()
+        assert msg["Subject"] == "SWIG: 0 new applications, 0 follow-ups, 2 need attention"
+        assert 'Waiting for you now: 2 applications marked "needs attention"\n' in body
+        assert "https://intake.example.nhs.uk/#attention" in body
+        assert "Anna" not in body and "Ben" not in body
+
+    # A coordinator answers one of them; the next day's reminder counts only the other.
+    with sessions.begin() as s:
+        s.scalar(select(Application).where(Application.name == "Anna Answered")).needs_attention = False
+    clock.advance(days=1)
+    with sessions.begin() as s:
+        assert enqueue_digests(s, settings, clock) == 2
+    with sessions() as s:
+        last = s.scalars(select(Outbox).order_by(Outbox.id.desc())).first()
+        assert last.subject == "SWIG: 0 new applications, 0 follow-ups, 1 needs attention"
+    with sessions.begin() as s:
+        s.scalar(select(Application).where(Application.name == "Ben Answered")).needs_attention = False
+    clock.advance(days=1)
+    with sessions.begin() as s:
+        assert enqueue_digests(s, settings, clock) == 0
