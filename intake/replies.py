@@ -92,7 +92,7 @@ class ReplyComposer:
         return Draft(template=template, subject=subject, body=body.lstrip("\n"), session=chosen)
 
     def enqueue(self, session: Session, app: Application, draft: Draft, *, actor: str, now: dt.datetime,
-                not_before: dt.datetime | None = None, ip: str = "") -> Outbox:
+                not_before: dt.datetime | None = None, ip: str = "", send_key: str = "") -> Outbox:
         """Add the reply to the outbox, move the application on and audit it (caller's transaction)."""
         if app.email is None:
             raise ReplyError("this application has been anonymised; there is no one to write to")
@@ -100,7 +100,7 @@ class ReplyComposer:
         sender = formataddr((f"{group.display} - Building Leadership for Inclusion", self._group_address(app.group_code)))
         subject = draft.subject if (app.reference or "") in draft.subject else f"{draft.subject} [{app.reference}]"
         in_reply_to, references = thread_headers(app)
-        message_id = f"reply-{uuid.uuid4().hex}@{self.settings.message_id_domain}"
+        message_id = reply_message_id(self.settings, send_key or uuid.uuid4().hex)
         msg = EmailMessage()
         msg["From"] = sender
         msg["To"] = formataddr((clean_header(app.name), app.email))
@@ -147,14 +147,38 @@ class ReplyComposer:
 
 def send_bulk(composer: ReplyComposer, session: Session, apps: Sequence[Application], template: str, *,
               coordinator_name: str, actor: str, now: dt.datetime, spacing_seconds: int = 2,
-              session_start: dt.datetime | None = None, ip: str = "") -> list[Outbox]:
-    """One message per application, each its own thread; spaced out through the outbox."""
+              session_start: dt.datetime | None = None, ip: str = "", send_key: str = "") -> list[Outbox]:
+    """One message per application, each its own thread; spaced out through the outbox.
+
+    With a `send_key`, each message's id derives from it and the application, so the same
+    bulk send posted twice queues nothing the second time (see `already_sent`)."""
     rows = []
     for i, app in enumerate(apps):
+        key = f"{send_key}-{app.id}" if send_key else ""
+        if key and already_sent(session, composer.settings, key):
+            continue
         draft = composer.draft(session, app, template, coordinator_name=coordinator_name, now=now, session_start=session_start)
         rows.append(composer.enqueue(session, app, draft, actor=actor, now=now,
-                                     not_before=now + dt.timedelta(seconds=i * spacing_seconds), ip=ip))
+                                     not_before=now + dt.timedelta(seconds=i * spacing_seconds), ip=ip, send_key=key))
     return rows
+
+
+def new_send_key() -> str:
+    """A one-time key a reply form carries, so a double click or a re-post sends once."""
+    return uuid.uuid4().hex
+
+
+def valid_send_key(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def reply_message_id(settings: Settings, send_key: str) -> str:
+    return f"reply-{send_key}@{settings.message_id_domain}"
+
+
+def already_sent(session: Session, settings: Settings, send_key: str) -> bool:
+    """Whether a reply with this key is already in the outbox (sent or not)."""
+    return session.scalar(select(Outbox.id).where(Outbox.message_id == reply_message_id(settings, send_key))) is not None
 
 
 def status_after(current: str, template: str) -> str:

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from intake.clock import utc
 from intake.domain import TRIAGE
 from intake.models import Application, User
-from intake.replies import (TEMPLATES, Draft, ReplyComposer, ReplyError, SessionDate, send_bulk, status_after,
-                            upcoming_sessions)
+from intake.replies import (TEMPLATES, Draft, ReplyComposer, ReplyError, SessionDate, already_sent, new_send_key,
+                            send_bulk, status_after, upcoming_sessions, valid_send_key)
 from intake.web.access import account, all_codes, application_or_404, audit, client_ip, db, display_name, group_or_404
 from intake.web.state import state
 
@@ -95,8 +95,10 @@ def _sender(code: str) -> str:
     return group.addresses[0] if group.addresses else state().settings["smtp.from_address"]
 
 
-def _editor(app: Application, draft: Draft, *, date: str, error: str = "", status: int = 200) -> Response:
+def _editor(app: Application, draft: Draft, *, date: str, error: str = "", status: int = 200,
+            send_key: str = "") -> Response:
     body = render_template("reply.html", app=app, draft=draft, date=date, error=error, choice=reply_choice(app),
+                           send_key=send_key if valid_send_key(send_key) else new_send_key(),
                            label=LABELS[draft.template], sender=_sender(app.group_code),
                            status_after=status_after(app.status, draft.template), display=display_name(app.group_code))
     return Response(body, status=status)
@@ -137,8 +139,11 @@ def send(application_id: int) -> Response:
     subject = " ".join(form.get("subject", "").split())
     text = form.get("body", "").replace("\r\n", "\n")
     date = form.get("date", "")
+    send_key = form.get("send_key", "")
     try:
         template = _template(form.get("template", ""))
+        if not valid_send_key(send_key):
+            raise ReplyError("This form is out of date: write the reply again.")
     except ReplyError as exc:
         return _back(app, str(exc))
     composer, now = _composer(), state().clock.now()
@@ -154,10 +159,13 @@ def send(application_id: int) -> Response:
             raise ReplyError("Write the message.")
         if len(subject) > SUBJECT_MAX or len(text) > BODY_MAX:
             raise ReplyError(f"The subject can be {SUBJECT_MAX} characters and the message {BODY_MAX} at most.")
-        composer.enqueue(db(), app, final, actor=account().email, now=now, ip=client_ip())
+        if already_sent(db(), state().settings, send_key):
+            flash("This reply was already queued (the form was sent twice); it goes out once.")
+            return redirect(url_for("applications.show", application_id=app.id) + "#sent-h")
+        composer.enqueue(db(), app, final, actor=account().email, now=now, ip=client_ip(), send_key=send_key)
     except ReplyError as exc:
         db().rollback()
-        return _editor(app, final, date=date, error=str(exc), status=400)
+        return _editor(app, final, date=date, error=str(exc), status=400, send_key=send_key)
     db().commit()
     flash(f"Reply queued for sending to {app.email}. The application is {app.status}.")
     return redirect(url_for("applications.show", application_id=app.id) + "#sent-h")
@@ -207,6 +215,7 @@ def bulk_preview(code: str) -> Response | str:
           details={"template": template, "count": len(apps)})
     db().commit()
     return render_template("bulk_preview.html", code=code, display=display_name(code), apps=apps, first=first,
+                           send_key=new_send_key(),
                            left_out=left_out, template=template, label=LABELS[template], date=date,
                            sender=_sender(code))
 
@@ -217,13 +226,20 @@ def bulk_send(code: str) -> Response:
     code = group_or_404(code)
     if code == TRIAGE:
         return _to_queue(code, "Move applications to a group before writing to them.")
+    send_key = request.form.get("send_key", "")
     try:
+        if not valid_send_key(send_key):
+            raise ReplyError("This form is out of date: choose the applications again.")
         apps, left_out, template, _date, start = _bulk_request(code)
         rows = send_bulk(_composer(), db(), apps, template, coordinator_name=_coordinator_name(),
-                         actor=account().email, now=state().clock.now(), session_start=start, ip=client_ip())
+                         actor=account().email, now=state().clock.now(), session_start=start, ip=client_ip(),
+                         send_key=send_key)
     except ReplyError as exc:
         return _to_queue(code, str(exc))
     db().commit()
+    if not rows:
+        flash("These messages were already queued (the form was sent twice); each goes out once.")
+        return redirect(url_for("queues.show", code=code))
     note = f" {left_out} chosen could not be written to and were left out." if left_out else ""
     flash(f"{len(rows)} message{'' if len(rows) == 1 else 's'} queued for sending, each to one applicant.{note}")
     return redirect(url_for("queues.show", code=code))

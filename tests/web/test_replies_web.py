@@ -9,6 +9,7 @@ import html
 import itertools
 import os
 import re
+import uuid
 from email import policy
 
 import icalendar
@@ -131,9 +132,9 @@ def test_send_queues_a_threaded_reply_then_delivers_it_over_smtp(web, make_appli
     client = _signed_in(web)
     draft = client.get(f"/applications/{app_id}/reply?template=invitation&date={start.isoformat().replace('+', '%2B')}")
     edited = _textarea(draft.text, "body").replace("Dear Sam Sender,", "Dear Sam,\n\nLovely to hear from you.")
-    sent = client.post(f"/applications/{app_id}/reply", {
-        "csrf_token": client.csrf(f"/applications/{app_id}"), "template": "invitation", "date": start.isoformat(),
-        "subject": "Your SWIG invitation", "body": edited})
+    form = {"csrf_token": client.csrf(f"/applications/{app_id}"), "template": "invitation", "date": start.isoformat(),
+            "subject": "Your SWIG invitation", "body": edited, "send_key": _input(draft.text, "send_key")}
+    sent = client.post(f"/applications/{app_id}/reply", form)
     assert sent.status == 302 and sent.location == f"/applications/{app_id}#sent-h"
 
     # One outbox row, in the applicant's thread, from the group address; the application moved on.
@@ -152,6 +153,10 @@ def test_send_queues_a_threaded_reply_then_delivers_it_over_smtp(web, make_appli
     sent_table = page.split('id="sent"')[1]
     assert "<td>reply</td>" in sent_table and f"Your SWIG invitation [{app.reference}]" in sent_table
     assert 'delivery-pending">pending<' in sent_table
+    # A double click (or the browser re-posting the form) queues nothing more.
+    again = client.post(f"/applications/{app_id}/reply", form)
+    assert again.status == 302 and "already queued" in client.get(f"/applications/{app_id}").text
+    assert len(_outbox(web, app_id)) == 1 and len(audit_events(action="reply.send", target_id=str(app_id))) == 1
 
     # The delivery job takes it to a real SMTP server: threaded, personal, with the .ics.
     _deliver(web, smtp_server, tmp_path)
@@ -177,12 +182,12 @@ def test_an_empty_or_impossible_reply_is_shown_again_with_the_reason(web, make_a
     client = _signed_in(web)
     token = client.csrf(f"/applications/{app_id}")
     empty = client.post(f"/applications/{app_id}/reply", {"csrf_token": token, "template": "general",
-                                                          "subject": "Hello", "body": "   "})
+                                                          "subject": "Hello", "body": "   ", "send_key": uuid.uuid4().hex})
     assert empty.status == 400 and "Write the message." in empty.text
     assert _input(empty.text, "subject") == "Hello"  # the coordinator's text is kept, not lost
     past = client.post(f"/applications/{app_id}/reply", {
         "csrf_token": token, "template": "invitation", "date": "2001-01-01T10:00:00+00:00",
-        "subject": "Come along", "body": "My carefully written words"})
+        "subject": "Come along", "body": "My carefully written words", "send_key": uuid.uuid4().hex})
     assert past.status == 400 and "is not an upcoming SWIG date" in past.text
     assert "My carefully written words" in _textarea(past.text, "body")
     assert _outbox(web, app_id) == [] and row(app_id).status == "new"
@@ -214,7 +219,7 @@ def test_swig_coordinator_cannot_draft_send_or_bulk_on_sdig_applications(web, ma
     assert preview.status == 302 and preview.location == "/queues/SWIG"
     assert "Secret Sdig" not in client.get("/queues/SWIG").text
     mixed = client.post("/queues/SWIG/bulk/send", {"csrf_token": token, "ids": [str(sdig_id), str(own_id)],
-                                                    "template": "general"})
+                                                    "template": "general", "send_key": uuid.uuid4().hex})
     assert mixed.status == 302
     assert "1 message queued for sending, each to one applicant. 1 chosen could not be written to" in client.get("/queues/SWIG").text
     assert len(_outbox(web, own_id)) == 1
@@ -254,6 +259,8 @@ def test_bulk_of_three_previews_the_first_then_sends_three_separate_messages(web
     sent = client.post("/queues/SWIG/bulk/send", confirm_form)
     assert sent.status == 302 and sent.location == "/queues/SWIG"
     assert "3 messages queued for sending, each to one applicant." in client.get("/queues/SWIG").text
+    again = client.post("/queues/SWIG/bulk/send", confirm_form)  # the same form posted twice
+    assert again.status == 302 and "already queued" in client.get("/queues/SWIG").text
 
     rows = [_outbox(web, i) for i in ids]
     assert [len(r) for r in rows] == [1, 1, 1]
@@ -335,7 +342,7 @@ def test_dashboard_lists_applications_that_need_attention_in_the_users_groups(we
 
     # Replying clears it.
     token = client.csrf(f"/applications/{waiting}")
-    assert client.post(f"/applications/{waiting}/reply", {"csrf_token": token, "template": "general",
+    assert client.post(f"/applications/{waiting}/reply", {"csrf_token": token, "template": "general", "send_key": uuid.uuid4().hex,
                                                           "subject": "Thanks", "body": "Thank you for your answer."}).status == 302
     after, section = attention()
     assert after == count - 1 and "Wendy Waiting" not in section
@@ -377,6 +384,19 @@ def test_a_bulk_send_writes_only_to_the_queue_it_was_started_from(web, make_appl
     # Even an admin, who may see every group, cannot send SDIG's applicants a message from SWIG.
     sdig_id = make_application("SDIG", name="Sdig Not In This Queue")
     admin = _signed_in(web, "admin@example.org")
-    reply = admin.post("/queues/SWIG/bulk/send", {"csrf_token": admin.csrf("/"), "ids": str(sdig_id), "template": "general"})
+    reply = admin.post("/queues/SWIG/bulk/send", {"csrf_token": admin.csrf("/"), "ids": str(sdig_id), "template": "general",
+                                                  "send_key": uuid.uuid4().hex})
     assert reply.status == 302 and "Tick at least one application in this queue." in admin.get("/queues/SWIG").text
     assert _outbox(web, sdig_id) == []
+
+
+def test_a_reply_form_without_its_one_time_key_sends_nothing(web, make_application, row):
+    app_id = make_application("SWIG", name="Kay Keyless")
+    client = _signed_in(web)
+    token = client.csrf(f"/applications/{app_id}")
+    for key in ("", "not-a-key", "0" * 31):
+        reply = client.post(f"/applications/{app_id}/reply", {"csrf_token": token, "template": "general",
+                                                              "subject": "Hi", "body": "Hello", "send_key": key})
+        assert reply.status == 302
+    assert "This form is out of date" in client.get(f"/applications/{app_id}").text
+    assert _outbox(web, app_id) == [] and row(app_id).status == "new"
