@@ -16,23 +16,17 @@ oauth2 passdb calls. `authority` serves an OpenID configuration so msal can be p
 
 from __future__ import annotations
 
-import atexit
 import base64
-import datetime as dt
-import ipaddress
 import json
 import secrets
-import shutil
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
+from tests.servers.certs import certificates
 from tests.servers.dovecot import free_port
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -64,53 +58,6 @@ class _State:
     grants: list[str] = field(default_factory=list)
     introspections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(frozen=True)
-class Certificates:
-    ca_file: str
-    cert_file: str
-    key_file: str
-
-
-@lru_cache(maxsize=1)
-def certificates() -> Certificates:
-    """A throwaway test CA and a certificate for 127.0.0.1/localhost (once per run; EC: fast)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    directory = Path(tempfile.mkdtemp(prefix="intake-oauth-ca-"))
-    atexit.register(shutil.rmtree, directory, True)
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intake OAuth test CA")])
-
-    def builder(subject: x509.Name, public_key) -> x509.CertificateBuilder:  # type: ignore[no-untyped-def]
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
-                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-                .not_valid_after(now + dt.timedelta(days=2))
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
-
-    ca = (builder(ca_name, ca_key.public_key())
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), key.public_key())
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "server.crt").write_bytes(cert.public_bytes(pem))
-    (directory / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                             serialization.NoEncryption()))
-    return Certificates(*(str(directory / n) for n in ("ca.crt", "server.crt", "server.key")))
 
 
 class OAuthError(Exception):
