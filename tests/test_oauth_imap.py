@@ -73,15 +73,22 @@ def test_smtp_sender_sends_with_xoauth2_through_dovecot_submission(oauth, imap, 
     assert f"submission-login: Info: Login: user=<{user}>, method=XOAUTH2" in imap.logs()
 
 
-def test_relative_token_cache_resolves_against_base_dir_not_the_working_directory(oauth, imap, tmp_path,  # noqa: F811
-                                                                                  monkeypatch):
+def _signed_in_with_relative_cache(oauth, imap, config_dir):  # noqa: F811
+    """A delegated mailbox whose config names `tokens/box.json` (relative), signed in once
+    with the cache written under `config_dir`, as `intake auth login` does."""
     client_id, user = account(oauth, public=True)
-    config_dir = tmp_path / "cfg"
     cfg = config(oauth, imap, client_id, user, oauth_flow="delegated", client_secret="", token_cache="tokens/box.json")
     shown: list[str] = []
     sleep, _ = _approve_on_second_poll(oauth, user, shown)
     device_login(dataclasses.replace(cfg, token_cache=str(config_dir / "tokens" / "box.json")), shown.append,
                  base_dir=config_dir, device_url=oauth.device_url, sleep=sleep)
+    return cfg, user
+
+
+def test_relative_token_cache_resolves_against_base_dir_not_the_working_directory(oauth, imap, tmp_path,  # noqa: F811
+                                                                                  monkeypatch):
+    config_dir = tmp_path / "cfg"
+    cfg, user = _signed_in_with_relative_cache(oauth, imap, config_dir)
     imap.deliver(user, b"Subject: relative\r\n\r\nx\r\n")
     monkeypatch.chdir(tmp_path / "cfg" / "tokens")  # anywhere but the config folder
 
@@ -100,14 +107,9 @@ def test_the_worker_opens_mailboxes_with_the_config_folder_as_base(oauth, imap, 
     from intake.worker import build_ports
     from tests.support.config import write_config
 
-    client_id, user = account(oauth, public=True)
     config_dir = tmp_path / "cfg"
     settings = load_settings(write_config(config_dir, mailboxes=[]), env={})
-    cfg = config(oauth, imap, client_id, user, oauth_flow="delegated", client_secret="", token_cache="tokens/box.json")
-    shown: list[str] = []
-    sleep, _ = _approve_on_second_poll(oauth, user, shown)
-    device_login(dataclasses.replace(cfg, token_cache=str(config_dir / "tokens" / "box.json")), shown.append,
-                 base_dir=config_dir, device_url=oauth.device_url, sleep=sleep)
+    cfg, user = _signed_in_with_relative_cache(oauth, imap, config_dir)
     imap.deliver(user, b"Subject: from the worker\r\n\r\nx\r\n")
     monkeypatch.chdir(tmp_path)  # not the config folder
 
