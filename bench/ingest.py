@@ -119,23 +119,29 @@ def stage_reply(parsed, settings) -> float:  # type: ignore[no-untyped-def]
 def end_to_end(config: Path, profile: bool) -> tuple[float, int, str]:
     """Seconds, peak RSS (KB) of the worker process itself, its stdout.
 
-    The peak comes from wait4() on the worker's pid: RUSAGE_CHILDREN would be the largest of
-    every child this benchmark ever waited for (the Dovecot set-up among them)."""
-    cmd = [sys.executable, "-m", "intake", "--config", str(config), "run", "--once"]
+    The peak is the worker's own VmHWM, written at exit by bench/peak.py: wait4()'s
+    ru_maxrss would also count this benchmark's own peak (vfork + exec carries it over),
+    and RUSAGE_CHILDREN would be the largest of every child this benchmark ever waited for."""
+    peak = [sys.executable, str(REPO / "bench" / "peak.py"), "-m"]
+    cmd = [*peak, "intake", "--config", str(config), "run", "--once"]
     if profile:
-        cmd = [sys.executable, "-m", "pyinstrument", "-o", str(REPO / "var" / "ingest-profile.txt"), "-m", "intake",
+        (REPO / "var").mkdir(exist_ok=True)
+        cmd = [*peak, "pyinstrument", "-o", str(REPO / "var" / "ingest-profile.txt"), "-m", "intake",
                "--config", str(config), "run", "--once"]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(prefix="peak", suffix=".kb") as peak_file:
+        env = {**os.environ, "INTAKE_BENCH_PEAK_FILE": peak_file.name}
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, _ = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, cmd, out.read(), err.read())
-        return elapsed, usage.ru_maxrss, out.read().decode("utf-8", "replace")
+        peak_kb = int(Path(peak_file.name).read_text() or 0)
+        return elapsed, peak_kb, out.read().decode("utf-8", "replace")
 
 
 def per_message_times(db_url: str) -> list[float]:

@@ -14,8 +14,10 @@ intake.errors types.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import imaplib
+import logging
 import socket
 import ssl
 import time
@@ -193,6 +195,20 @@ class ImapMailbox:
         uids = self._call("UID SEARCH", self._imap.search, ["UID", f"{last_uid + 1}:*"])
         return sorted(u for u in uids if u > last_uid)
 
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each UID (a few bytes each; vanished UIDs are left out), so callers
+        can bound how many bytes one batch holds before fetching any body."""
+        ordered = sorted(set(uids))
+        found: dict[int, int] = {}
+        for start in range(0, len(ordered), 1000):
+            chunk = ordered[start:start + 1000]
+            response = self._call("UID FETCH", self._imap.fetch, chunk, ["RFC822.SIZE"])
+            for uid, item in response.items():
+                size = item.get(b"RFC822.SIZE")
+                if isinstance(size, int):
+                    found[uid] = size
+        return found
+
     def fetch(self, uids: Sequence[int], *, batch_size: int = 200) -> Iterator[RawMessage]:
         """Message bytes in UID order, batch_size UIDs per UID FETCH; vanished UIDs are skipped.
 
@@ -201,9 +217,10 @@ class ImapMailbox:
         ordered = sorted(set(uids))
         for start in range(0, len(ordered), batch_size):
             chunk = ordered[start:start + batch_size]
-            response = self._call("UID FETCH", self._imap.fetch, chunk, ["BODY.PEEK[]", "INTERNALDATE"])
+            with _literals_unlogged(self._imap):
+                response = self._call("UID FETCH", self._imap.fetch, chunk, ["BODY.PEEK[]", "INTERNALDATE"])
             for uid in chunk:
-                item = response.get(uid)
+                item = response.pop(uid, None)  # popped: the caller's copy is the only one left
                 body = item.get(b"BODY[]") if item else None
                 if body is None:  # expunged since the search
                     continue
@@ -270,6 +287,23 @@ class ImapMailbox:
                 break
         _, leftover = self._call("DONE", self._imap.idle_done)
         return _new_mail(seen) or _new_mail(leftover)
+
+
+@contextlib.contextmanager
+def _literals_unlogged(client: IMAPClient) -> Iterator[None]:
+    """IMAPClient sets imaplib's debug level to 5, at which imaplib formats the repr() of
+    every literal it reads (each message's bytes) for a debug line that is then dropped:
+    CPU per message, and three times a 10 MB message's size in memory at once. Unless
+    that logger really is at DEBUG, the level is lowered for the command."""
+    imap = getattr(client, "_imap", None)
+    if imap is None or logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level, imap.debug = imap.debug, 0
+    try:
+        yield
+    finally:
+        imap.debug = level
 
 
 def check_mailbox(config: MailboxConfig, *, base_dir: Path | None = None) -> MailboxHealth:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import datetime as dt
+import functools
 import hashlib
 import logging
 import time
@@ -49,6 +51,7 @@ class MailboxPort(Protocol):
     uidvalidity: int
 
     def uids_after(self, last_uid: int) -> list[int]: ...
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]: ...
     def fetch(self, uids: Sequence[int], *, batch_size: int = 200) -> Iterator[RawMessage]: ...
     def move(self, uids: Sequence[int], folder: str) -> None: ...
 
@@ -165,13 +168,11 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
     all_new = box.uids_after(last_uid)
     if mailbox.move_to:
         _finish_pending_moves(box, mailbox, last_uid)
-    batch_size = settings["worker.batch_size"]
     remaining = len(all_new)
-    for start in range(0, len(all_new), batch_size):
-        uids = all_new[start:start + batch_size]
+    for uids in _batches(all_new, box.sizes(all_new), settings["worker.batch_size"], BATCH_BYTES):
         # A deque, emptied as it is stored: each message's bytes are freed once it is
         # written, not held until the batch commits (a 10 MB message would be).
-        raws = collections.deque(box.fetch(uids, batch_size=batch_size))
+        raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
         report.fetched += len(raws)
         remaining -= len(uids)
         with sessions.begin() as session:
@@ -187,6 +188,28 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
             state.backlog = remaining
         if mailbox.move_to:
             box.move(uids, mailbox.move_to)
+
+
+# A batch holds at most this many bytes of fetched mail (a larger message is a batch of
+# its own): with the parsed copy of the message being stored, this is what the worker's
+# memory grows by while it reads a backlog.
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _batches(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int) -> Iterator[list[int]]:
+    """Consecutive runs of UIDs (ascending), each at most `count` long and at most
+    `max_bytes` of mail, except that a message larger than that is a batch of its own."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if batch and (len(batch) >= count or total + size > max_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
 
 
 def _finish_pending_moves(box: MailboxPort, mailbox: MailboxConfig, last_uid: int) -> None:
@@ -295,6 +318,9 @@ def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         _store_unparseable(session, mailbox, raw, ports, key, exc.reason, now)
         _quarantine(session, raw, ports, f"unparseable: {exc.reason}")
         return Outcome(Kind.UNPARSEABLE.value)
+    finally:
+        if len(raw.data) >= LARGE_MESSAGE:
+            _return_freed_memory()
     ctx, known = _classify_context(session, settings, inbound)
     verdict = classify(inbound, ctx)
     message = _store_message(session, mailbox, raw, inbound, verdict, ports, key, now)
@@ -340,15 +366,20 @@ def _store_message(session: Session, mailbox: MailboxConfig, raw: RawMessage, in
         received_at=_received_at(raw, inbound, now), fetched_at=now, size=len(raw.data), oversize=inbound.oversize,
         body_text=inbound.text, body_html=inbound.html,
     )
+    writer = store.BlobWriter(session)
     sealed, encrypted = ports.cipher.seal(raw.data)
-    blobs = [RawMessageRow(data=sealed, encrypted=encrypted, stored_at=now)]
+    blobs = [RawMessageRow(encrypted=encrypted, stored_at=now)]
+    blobs[0].data = writer.value(blobs[0], RawMessageRow.__tablename__, sealed)
     message.raw = blobs[0]
     for att in inbound.attachments:
         data, enc = ports.cipher.seal(att.data)
-        blobs.append(AttachmentRow(filename=att.filename, content_type=att.content_type, size=att.size, data=data, encrypted=enc))
+        row = AttachmentRow(filename=att.filename, content_type=att.content_type, size=att.size, encrypted=enc)
+        row.data = writer.value(row, AttachmentRow.__tablename__, data)
+        blobs.append(row)
     message.attachments.extend(blobs[1:])
     session.add(message)
     session.flush()
+    writer.write()
     # Written now and not read again in this batch: a 10 MB attachment held until the batch
     # commits is what sets the worker's peak memory.
     for row in blobs:
@@ -437,6 +468,26 @@ def _quarantine(session: Session, raw: RawMessage, ports: Ports, reason: str) ->
                            content_hash=raw.content_hash, data=data, encrypted=encrypted, reason=reason[:4000],
                            created_at=ports.clock.now()))
     session.flush()
+
+
+# Parsing a message this large leaves tens of megabytes of freed heap behind (the parser's
+# line lists); handed back to the system before the message is stored.
+LARGE_MESSAGE = 4 * 1024 * 1024
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed heap memory for reuse; malloc_trim(0) releases what it can."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _quick_message_id(data: bytes) -> str:

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -274,3 +274,55 @@ def link(session: Session, app: Application, message: Message, *, new_message: b
     linked yet (`new_message`): the look-up, a query per link, is skipped."""
     if new_message or session.get(ApplicationMessage, (app.id, message.id)) is None:
         session.add(ApplicationMessage(application_id=app.id, message_pk=message.id))
+
+
+# -- large blobs --------------------------------------------------------------------------
+
+LARGE_BLOB = 1024 * 1024
+_BLOB_SLICE = 1024 * 1024
+
+
+class BlobWriter:
+    """Large BLOB values written to SQLite through an incremental blob handle.
+
+    A bound 14 MB value is copied by SQLite (SQLITE_TRANSIENT) and the copy stays bound
+    to the cached INSERT statement until its next use, so it is still there while the
+    message's attachments are inserted: the copies add up to the worker's peak memory. A
+    large value is inserted as zeroblob(n) and then written a megabyte at a time, in the
+    same transaction (a rolled-back savepoint takes it with it). Other databases, and
+    small values, are bound as usual."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.pending: list[tuple[object, str, bytes]] = []
+        self.sqlite = session.get_bind().dialect.name == "sqlite"
+
+    def value(self, row: object, table: str, data: bytes) -> bytes | ColumnElement[bytes]:
+        """What to assign to the row's `data` now."""
+        if not self.sqlite or len(data) < LARGE_BLOB:
+            return data
+        self.pending.append((row, table, data))
+        return func.zeroblob(len(data))
+
+    def write(self) -> None:
+        """After the flush that inserted the rows: fill in the large values."""
+        if not self.pending:
+            return
+        driver = self.session.connection().connection.driver_connection
+        for row, table, data in self.pending:
+            view = memoryview(data)
+            with driver.blobopen(table, "data", _rowid(row)) as blob:  # type: ignore[union-attr]
+                for start in range(0, len(view), _BLOB_SLICE):
+                    blob.write(view[start:start + _BLOB_SLICE])
+        self.pending.clear()
+
+
+def _rowid(row: object) -> int:
+    """The INTEGER PRIMARY KEY (SQLite's rowid) of a flushed raw message or attachment row."""
+    from intake.models import AttachmentRow, RawMessageRow
+
+    if isinstance(row, RawMessageRow):
+        return row.message_pk
+    if isinstance(row, AttachmentRow):
+        return row.id
+    raise TypeError(f"no rowid for {type(row).__name__}")

@@ -9,6 +9,7 @@ loop header that intake's own classifier recognises if a reply ever comes back.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import uuid
@@ -56,6 +57,7 @@ class Acknowledger:
             autoescape=jinja2.select_autoescape(["html"]),
             keep_trailing_newline=True,
         )
+        _memoise_wordwrap(self.env)
         self.privacy_notice = _read_notice(settings)
         self.sender = settings["smtp.from_address"]
         parsed = parse_address(self.sender)
@@ -238,6 +240,27 @@ class Acknowledger:
         return session.execute(select(func.count()).select_from(Outbox).where(
             Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since,
             or_(Outbox.status == "pending", Outbox.status == "sending", Outbox.status == "sent"))).scalar_one()
+
+
+def _memoise_wordwrap(env: jinja2.Environment) -> None:
+    """The templates wrap the same paragraphs (the greeting, each group's text, the privacy
+    notice) in every acknowledgement; textwrap costs about as much as the rest of the
+    rendering, so a plain-text paragraph is wrapped once. Markup (HTML templates) and
+    anything else go to Jinja's own filter every time."""
+    original = env.filters["wordwrap"]
+
+    @functools.lru_cache(maxsize=1024)
+    def wrapped(text: str, width: int, break_long_words: bool, wrapstring: str | None, break_on_hyphens: bool) -> str:
+        return original(env, text, width, break_long_words, wrapstring, break_on_hyphens)
+
+    @jinja2.pass_environment
+    def wordwrap(environment: jinja2.Environment, s: Any, width: int = 79, break_long_words: bool = True,
+                 wrapstring: str | None = None, break_on_hyphens: bool = True) -> str:
+        if type(s) is not str or environment is not env:
+            return original(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+        return wrapped(s, width, break_long_words, wrapstring, break_on_hyphens)
+
+    env.filters["wordwrap"] = wordwrap
 
 
 def _read_notice(settings: Settings) -> str:
