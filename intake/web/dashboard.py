@@ -91,10 +91,23 @@ def _weekly(codes: tuple[str, ...], now: dt.datetime) -> tuple[list[str], dict[s
     first = today - dt.timedelta(days=today.weekday() + 7 * (WEEKS - 1))
     start = dt.datetime.combine(first, dt.time(), LONDON)
     series = {c: [0] * WEEKS for c in codes}
-    query = select(Application.group_code, Application.received_at).where(*_open(codes), Application.received_at >= start)
-    for code, received in db().execute(query):
+    hour = _hour_of(Application.received_at)
+    query = (select(Application.group_code, hour, func.count())
+             .where(*_open(codes), Application.received_at >= start).group_by(Application.group_code, hour))
+    for code, received, count in db().execute(query):
+        if isinstance(received, str):  # SQLite's strftime: UTC wall-clock text
+            received = dt.datetime.fromisoformat(received)
         index = (utc(received).astimezone(LONDON).date() - first).days // 7
         if 0 <= index < WEEKS:
-            series[code][index] += 1
+            series[code][index] += count
     labels = [(first + dt.timedelta(weeks=i)).strftime("%d %b") for i in range(WEEKS)]
     return labels, series
+
+
+def _hour_of(column):  # type: ignore[no-untyped-def]
+    """The column truncated to the hour, in SQL: the chart then reads at most one row per
+    group per hour (London's offset from UTC is whole hours, so weeks still split exactly)
+    rather than one row per application, which is most of the cost at 50,000."""
+    if db().get_bind().dialect.name == "postgresql":
+        return func.date_trunc("hour", column)
+    return func.strftime("%Y-%m-%d %H:00:00", column)
