@@ -14,7 +14,7 @@ from email.message import EmailMessage
 import uuid
 from email.utils import format_datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from intake.ack.compose import LOOP_HEADER
@@ -66,7 +66,7 @@ def _needs_attention(session: Session, code: str) -> int:
     """Open applications of the group whose applicant answered and nobody has acted since."""
     return session.scalar(select(func.count()).select_from(Application).where(
         Application.group_code == code, Application.merged_into_id.is_(None),
-        Application.needs_attention.is_(True))) or 0
+        Application.needs_attention == true())) or 0
 
 
 def _recipients(session: Session, code: str, configured: tuple[str, ...]) -> list[str]:

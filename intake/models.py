@@ -164,6 +164,8 @@ class Application(Base):
         UniqueConstraint("email", "group_code", name="uq_applications_email_group"),
         Index("ix_applications_group_status", "group_code", "status"),
         Index("ix_applications_group_received", "group_code", "received_at"),
+        # "Needs attention" on the dashboard and in the digest: a handful of rows among many.
+        Index("ix_applications_attention", "needs_attention", "group_code"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import Blueprint, render_template
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from intake.clock import LONDON, utc
 from intake.domain import Status
@@ -77,7 +77,7 @@ class Attention:
 
 
 def _needs_attention(codes: tuple[str, ...]) -> Attention:
-    where = (*_open(codes), Application.needs_attention.is_(True))
+    where = (*_open(codes), Application.needs_attention == true())
     per_group = dict(db().execute(select(Application.group_code, func.count()).where(*where)
                                   .group_by(Application.group_code)).all())
     rows = list(db().scalars(select(Application).where(*where)
