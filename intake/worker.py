@@ -286,6 +286,14 @@ class IdleWatcher(threading.Thread):
                     break
 
 
+def wait_for(stop: threading.Event) -> None:
+    """Block until `stop` is set, waking every second. Python runs signal handlers only in
+    the main thread, between bytecodes: a main thread parked in an untimed wait may never
+    see a SIGTERM the kernel handed to one of the worker's other threads."""
+    while not stop.wait(timeout=1.0):
+        pass
+
+
 def run_forever(settings: Settings, sessions: sessionmaker[Session], ports: Ports, stop: threading.Event) -> None:
     """Run the scheduler (and IDLE watchers) until `stop` is set, then stop cleanly."""
     deliver = delivery_job(sessions, settings, ports)
@@ -298,7 +306,7 @@ def run_forever(settings: Settings, sessions: sessionmaker[Session], ports: Port
     log.info("worker started: %d mailboxes, polling every %ss, %d with IDLE", len(settings.mailboxes),
              settings["worker.poll_interval"], len(watchers))
     try:
-        stop.wait()
+        wait_for(stop)
     finally:
         log.info("worker stopping: waiting for running jobs to finish")
         scheduler.shutdown(wait=True)

@@ -4,6 +4,7 @@ and SIGTERM stops the worker cleanly."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -70,3 +71,35 @@ def test_idle_processes_new_mail_without_waiting_for_the_poll(tmp_path, dovecot,
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    """Send a signal to one thread of a process (Linux tgkill): what the kernel does when it
+    hands a process-wide SIGTERM to a thread other than the main one."""
+    import ctypes
+    import platform
+
+    number = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(number, pid, tid, sig) == 0, ctypes.get_errno()
+
+
+def test_sigterm_delivered_to_another_thread_still_stops_the_worker(tmp_path, dovecot, mail_account, smtp_server) -> None:
+    user, _ = mail_account("sigthread")
+    config = write_config(tmp_path, mailboxes=[MailboxSpec("swig", user, "pw", port=dovecot.port, group="SWIG")],
+                          smtp_port=smtp_server.port, sections={"worker": {"poll_interval": 3600, "jitter": 0}})
+    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    proc = _start(config)
+    try:
+        # Wait for the scheduler and IDLE threads, then signal one of them, not the main thread.
+        assert _wait_for(lambda: len(os.listdir(f"/proc/{proc.pid}/task")) >= 3)
+        time.sleep(1)
+        others = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
+        _tgkill(proc.pid, others[-1], signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "worker stopping" in out

@@ -71,7 +71,7 @@ def run(app: AppContext, once: bool, no_web: bool, no_worker: bool) -> None:
       intake run --no-web
     """
     from intake import logs
-    from intake.worker import build_ports, prepare, run_forever, run_once
+    from intake.worker import build_ports, prepare, run_forever, run_once, wait_for
 
     settings = app.settings
     logs.configure(settings["logging.level"], settings["logging.format"])
@@ -93,7 +93,7 @@ def run(app: AppContext, once: bool, no_web: bool, no_worker: bool) -> None:
         web = None if no_web else _start_web(app)
         try:
             if no_worker:
-                stop.wait()
+                wait_for(stop)
             else:
                 run_forever(settings, sessions, ports, stop)
         finally:
