@@ -43,6 +43,12 @@ class DeliveryReport:
     interrupted: int = 0
     error: str = ""
 
+    def __add__(self, later: "DeliveryReport") -> "DeliveryReport":
+        """Two runs added up: counts summed; what is held and any error are the later run's."""
+        return DeliveryReport(sent=self.sent + later.sent, retried=self.retried + later.retried,
+                              failed=self.failed + later.failed, held=later.held,
+                              interrupted=self.interrupted + later.interrupted, error=later.error)
+
     def __str__(self) -> str:
         text = f"sent {self.sent}, retrying {self.retried}, failed {self.failed}, held {self.held}"
         return f"{text}; FAILED: {self.error}" if self.error else text

@@ -118,30 +118,24 @@ def _concurrent_writers(sessions: sessionmaker[Session]) -> bool:
     return bind is not None and getattr(bind, "dialect", None) is not None and bind.dialect.name != "sqlite"
 
 
-@dataclass
 class _DeliveryTotals:
     """Delivery reports of one cycle added up (from the delivery thread and the final drain)."""
 
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    interrupted: int = 0
-    held: int = 0
-    error: str = ""
+    def __init__(self) -> None:
+        from intake.delivery import DeliveryReport
+
+        self.total = DeliveryReport()
+
+    @property
+    def error(self) -> str:
+        return self.total.error
 
     def add(self, batch):  # type: ignore[no-untyped-def]
-        self.sent += batch.sent
-        self.retried += batch.retried
-        self.failed += batch.failed
-        self.interrupted += batch.interrupted
-        self.held, self.error = batch.held, batch.error
+        self.total = self.total + batch
         return batch
 
     def report(self):  # type: ignore[no-untyped-def]
-        from intake.delivery import DeliveryReport
-
-        return DeliveryReport(sent=self.sent, retried=self.retried, failed=self.failed, held=self.held,
-                              interrupted=self.interrupted, error=self.error)
+        return self.total
 
 
 class CoalescingJob:

@@ -220,3 +220,11 @@ def _race_two_workers(env: Env) -> None:
     assert sorted(m.rcpt_tos[0] for m in env.smtp.messages) == sorted(f"p{i}@example.nhs.uk" for i in range(30))
     with env.sessions() as s:
         assert set(s.execute(select(Outbox.status)).scalars()) == {"sent"}
+
+
+def test_delivery_reports_add_up_counts_and_keep_the_later_runs_state() -> None:
+    from intake.delivery import DeliveryReport
+
+    first = DeliveryReport(sent=3, retried=1, failed=1, held=4, interrupted=1, error="")
+    later = DeliveryReport(sent=2, retried=0, failed=2, held=1, interrupted=0, error="smtp down")
+    assert first + later == DeliveryReport(sent=5, retried=1, failed=3, held=1, interrupted=1, error="smtp down")
