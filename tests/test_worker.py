@@ -36,6 +36,16 @@ def _start(config):  # type: ignore[no-untyped-def]
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _hourly_idle_config(tmp_path, dovecot, mail_account, smtp_server, name: str):  # type: ignore[no-untyped-def]
+    """A migrated config with one IDLE mailbox polled only hourly: whatever happens within a
+    test's few seconds is IDLE's doing (or the signal's), not the scheduler's."""
+    user, _ = mail_account(name)
+    config = write_config(tmp_path, mailboxes=[MailboxSpec("swig", user, "pw", port=dovecot.port, group="SWIG")],
+                          smtp_port=smtp_server.port, sections={"worker": {"poll_interval": 3600, "jitter": 0}})
+    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    return user, config
+
+
 def test_scheduled_polls_and_clean_stop(tmp_path, dovecot, mail_account, smtp_server) -> None:
     user, _ = mail_account("sched")
     config = write_config(tmp_path, mailboxes=[MailboxSpec("swig", user, "pw", port=dovecot.port, group="SWIG",
@@ -57,10 +67,7 @@ def test_scheduled_polls_and_clean_stop(tmp_path, dovecot, mail_account, smtp_se
 
 
 def test_idle_processes_new_mail_without_waiting_for_the_poll(tmp_path, dovecot, mail_account, smtp_server) -> None:
-    user, _ = mail_account("idle")
-    config = write_config(tmp_path, mailboxes=[MailboxSpec("swig", user, "pw", port=dovecot.port, group="SWIG")],
-                          smtp_port=smtp_server.port, sections={"worker": {"poll_interval": 3600, "jitter": 0}})
-    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    user, config = _hourly_idle_config(tmp_path, dovecot, mail_account, smtp_server, "idle")
     proc = _start(config)
     try:
         time.sleep(2)  # the first scheduled poll and the IDLE connection
@@ -85,10 +92,7 @@ def _tgkill(pid: int, tid: int, sig: int) -> None:
 
 
 def test_sigterm_delivered_to_another_thread_still_stops_the_worker(tmp_path, dovecot, mail_account, smtp_server) -> None:
-    user, _ = mail_account("sigthread")
-    config = write_config(tmp_path, mailboxes=[MailboxSpec("swig", user, "pw", port=dovecot.port, group="SWIG")],
-                          smtp_port=smtp_server.port, sections={"worker": {"poll_interval": 3600, "jitter": 0}})
-    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    _, config = _hourly_idle_config(tmp_path, dovecot, mail_account, smtp_server, "sigthread")
     proc = _start(config)
     try:
         # Wait for the scheduler and IDLE threads, then signal one of them, not the main thread.
