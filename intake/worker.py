@@ -45,10 +45,18 @@ def build_ports(settings: Settings, clock: Clock) -> Ports:
 
 def prepare(settings: Settings, sessions: sessionmaker[Session]) -> None:
     """Start-up work: seed the groups' dates on first start."""
+    from sqlalchemy.exc import IntegrityError
+
     from intake.ack import seed_dates
 
-    with sessions.begin() as session:
-        seeded = seed_dates(session, settings.groups)
+    try:
+        with sessions.begin() as session:
+            seeded = seed_dates(session, settings.groups)
+    except IntegrityError:
+        # Several workers starting together on one database: another one seeded the same
+        # dates (same stable UIDs) first. Its copy is the one we would have written.
+        log.info("group dates were seeded by another worker starting at the same time")
+        return
     if seeded:
         log.info("seeded %d group dates from %s", seeded, settings["groups.file"])
 
