@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,6 +53,10 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+# Any fixed 64-bit number, the same in every intake process: "intake m" in ASCII.
+MIGRATION_LOCK_KEY = 0x696E74616B65206D
+
+
 def upgrade(url: str) -> None:
     """Create or migrate the schema to the latest revision (Alembic)."""
     from alembic import command
@@ -64,6 +68,11 @@ def upgrade(url: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            if is_postgres(engine):
+                # Several workers starting at once on a new database would each try to create
+                # the schema; the lock (released at commit) makes the others wait and then
+                # find it at head. DDL is transactional on PostgreSQL, so it is all or nothing.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     finally:

@@ -40,3 +40,32 @@ def test_upgrading_twice_is_harmless(tmp_path) -> None:
             assert MigrationContext.configure(conn).get_current_revision() == "0002"
     finally:
         engine.dispose()
+
+
+def test_workers_starting_together_on_a_new_postgresql_database_all_get_the_schema(postgres_url) -> None:
+    """Every intake command migrates at start; four at once on an empty database must all
+    succeed (one creates the schema, the others wait for it), not fail on 'already exists'."""
+    import threading
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            upgrade(postgres_url)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+    finally:
+        engine.dispose()
