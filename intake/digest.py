@@ -14,7 +14,7 @@ from email.message import EmailMessage
 import uuid
 from email.utils import format_datetime
 
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intake.ack.compose import LOOP_HEADER
@@ -22,6 +22,7 @@ from intake.clock import Clock, utc
 from intake.config import Settings
 from intake.domain import Kind
 from intake.models import Application, ApplicationMessage, JobRun, Message, Outbox, User, UserGroup
+from intake.store import needing_attention
 
 JOB = "digest"
 FIRST_WINDOW = dt.timedelta(days=1)
@@ -63,10 +64,7 @@ def _counts(session: Session, code: str, since: dt.datetime, until: dt.datetime)
 
 
 def _needs_attention(session: Session, code: str) -> int:
-    """Open applications of the group whose applicant answered and nobody has acted since."""
-    return session.scalar(select(func.count()).select_from(Application).where(
-        Application.group_code == code, Application.merged_into_id.is_(None),
-        Application.needs_attention == true())) or 0
+    return session.scalar(select(func.count()).select_from(Application).where(*needing_attention([code]))) or 0
 
 
 def _recipients(session: Session, code: str, configured: tuple[str, ...]) -> list[str]:

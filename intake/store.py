@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -326,3 +326,11 @@ def _rowid(row: object) -> int:
     if isinstance(row, AttachmentRow):
         return row.id
     raise TypeError(f"no rowid for {type(row).__name__}")
+
+
+def needing_attention(codes: Iterable[str]) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses for live (not merged) applications of these groups whose applicant
+    wrote back and nobody has acted since: one rule for the dashboard and the digest
+    (served by the index ix_applications_attention)."""
+    return (Application.needs_attention == true(), Application.group_code.in_(tuple(codes)),
+            Application.merged_into_id.is_(None))

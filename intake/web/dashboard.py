@@ -6,11 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import Blueprint, render_template
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select
 
 from intake.clock import LONDON, utc
 from intake.domain import Status
 from intake.models import Application
+from intake.store import needing_attention
 from intake.web.access import account, db, display_name, visible_codes
 from intake.web.chart import legend, weekly_bars
 from intake.web.state import state
@@ -77,7 +78,7 @@ class Attention:
 
 
 def _needs_attention(codes: tuple[str, ...]) -> Attention:
-    where = (*_open(codes), Application.needs_attention == true())
+    where = needing_attention(codes)
     per_group = dict(db().execute(select(Application.group_code, func.count()).where(*where)
                                   .group_by(Application.group_code)).all())
     rows = list(db().scalars(select(Application).where(*where)
