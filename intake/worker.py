@@ -96,12 +96,12 @@ def run_once(settings: Settings, sessions: sessionmaker[Session], ports: Ports) 
             beside.join()
     # Delivery runs even with acks disabled: coordinators' replies and digests use it too.
     # --once drains everything due, a batch at a time.
-    if not totals.error:
+    if not totals.total.error:
         while True:
             batch = totals.add(_deliver_batch(sessions, settings, ports))
             if batch.error or batch.sent + batch.retried + batch.failed < DELIVERY_BATCH:
                 break
-    report.delivery = totals.report()
+    report.delivery = totals.total
     return report
 
 
@@ -134,16 +134,9 @@ class _DeliveryTotals:
 
         self.total = DeliveryReport()
 
-    @property
-    def error(self) -> str:
-        return self.total.error
-
     def add(self, batch):  # type: ignore[no-untyped-def]
         self.total = self.total + batch
         return batch
-
-    def report(self):  # type: ignore[no-untyped-def]
-        return self.total
 
 
 class CoalescingJob:
