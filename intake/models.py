@@ -156,6 +156,11 @@ class ApplicationMessage(Base):
     application_id: Mapped[int] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True, index=True)
 
+    # Lets a link be added before either row is written (the flush orders the INSERTs);
+    # the collections Message.applications / Application.messages read the same table.
+    application: Mapped["Application"] = relationship(overlaps="applications,messages")
+    message: Mapped["Message"] = relationship(overlaps="applications,messages")
+
 
 class Application(Base):
     __tablename__ = "applications"
@@ -215,6 +220,9 @@ class Outbox(Base):
     created_by: Mapped[str] = mapped_column(String(320), default="")
 
     applications: Mapped[list[Application]] = relationship(secondary="outbox_applications")
+    # Set when the message is stored in the same flush (its id is not known yet). No backref:
+    # deleting a message leaves this to the database (ON DELETE SET NULL).
+    source_message: Mapped[Message | None] = relationship(foreign_keys=[source_message_pk])
 
 
 class OutboxApplication(Base):

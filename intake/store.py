@@ -5,13 +5,15 @@ Every function takes the caller's Session: the caller owns the transaction.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, func, or_, select, true, update
+from sqlalchemy import ColumnElement, event, func, or_, select, text, true, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -168,7 +170,12 @@ def tombstoned(session: Session, hashes: Iterable[str], message_id_hashes: Itera
 
 
 def add_source(session: Session, message: Message, ref: SourceRef) -> None:
-    session.add(MessageSource(message_pk=message.id, mailbox=ref.mailbox, uidvalidity=ref.uidvalidity, uid=ref.uid))
+    source = MessageSource(mailbox=ref.mailbox, uidvalidity=ref.uidvalidity, uid=ref.uid)
+    if message.id is None:
+        source.message = message  # stored in the same flush: the ORM fills in the key
+    else:
+        source.message_pk = message.id
+    session.add(source)
 
 
 def known_message_ids(session: Session, ids: Iterable[str]) -> frozenset[str]:
@@ -212,27 +219,55 @@ def applications_for_thread(session: Session, message_ids: Iterable[str], refere
     return [found[k] for k in sorted(found)]
 
 
-@dataclass(frozen=True)
-class KnownApplications:
-    """Every application of one address, as read earlier in the same transaction."""
+def applications_by_email(session: Session, emails: Iterable[str]) -> dict[str, list[Application]]:
+    """Every application of each address (lower case), in one query; [] for an address with none."""
+    found: dict[str, list[Application]] = {e.lower(): [] for e in emails if e}
+    for chunk in _chunks(sorted(found), 500):
+        for app in session.execute(select(Application).where(Application.email.in_(chunk)).order_by(Application.id)).scalars():
+            found[app.email].append(app)
+    return found
 
-    email: str
-    applications: list[Application]
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    return (items[i:i + size] for i in range(0, len(items), size))
+
+
+class KnownApplications:
+    """The applications of some addresses, as read earlier in the same transaction and kept
+    current as applications are created in it (one look-up per batch, not per message)."""
+
+    def __init__(self, by_email: dict[str, list[Application]] | None = None):
+        self.by_email = by_email if by_email is not None else {}
+
+    def of(self, session: Session, email: str) -> list[Application]:
+        """The address's applications, read from the database the first time it is asked."""
+        email = email.lower()
+        if email not in self.by_email:
+            self.by_email[email] = applications_of(session, email)
+        return self.by_email[email]
 
     def find(self, email: str, group_code: str) -> Application | None | bool:
         """The application, None when there is none, False when this does not know."""
-        if email != self.email.lower():
+        apps = self.by_email.get(email.lower())
+        if apps is None:
             return False
-        return next((a for a in self.applications if a.group_code == group_code), None)
+        return next((a for a in apps if a.group_code == group_code), None)
+
+    def add(self, app: Application) -> None:
+        apps = self.by_email.get(app.email)
+        if apps is not None:
+            apps.append(app)
 
 
 def get_or_create_application(session: Session, applicant: Applicant, group_code: str, received_at: dt.datetime,
-                              route_reason: str, *, known: KnownApplications | None = None) -> tuple[Application, bool]:
+                              route_reason: str, *, known: KnownApplications | None = None,
+                              guard: bool = True) -> tuple[Application, bool]:
     """The person's application to this group, created when missing (one per person per group).
 
     `known` saves the look-up when it was read in this transaction (applications created
     since then in this session are added to it); a row another worker inserted meanwhile
-    is still found, through the unique constraint."""
+    is still found, through the unique constraint. Without `guard` (no savepoint) that
+    race raises IntegrityError instead, for a caller that retries with the guard."""
     email = applicant.email.lower()
     existing = known.find(email, group_code) if known is not None else False
     if existing is False:
@@ -246,20 +281,46 @@ def get_or_create_application(session: Session, applicant: Applicant, group_code
         group_code=group_code, status="new", email=email, name=applicant.name, job_title=applicant.job_title,
         organisation=applicant.organisation, received_at=received_at, route_reason=route_reason,
     )
-    try:
-        with session.begin_nested():
-            session.add(app)
-            session.flush()
-    except IntegrityError:
-        # Another worker created it between our SELECT and INSERT: use theirs.
-        existing = session.execute(
-            select(Application).where(Application.email == email, Application.group_code == group_code)
-        ).scalar_one()
-        return existing, False
+    if not guard:
+        # Its id (and so its reference, which the acknowledgement quotes) handed out now:
+        # the row is written with the rest of the batch, not flushed on its own.
+        app.id = next_application_id(session)
+        session.add(app)
+    else:
+        try:
+            with session.begin_nested():
+                session.add(app)
+                session.flush()
+        except IntegrityError:
+            # Another worker created it between our SELECT and INSERT: use theirs.
+            existing = session.execute(
+                select(Application).where(Application.email == email, Application.group_code == group_code)
+            ).scalar_one()
+            return existing, False
     app.reference = reference_for(app.id)
-    if known is not None and email == known.email.lower():
-        known.applications.append(app)
+    if known is not None:
+        known.add(app)
     return app, True
+
+
+def next_application_id(session: Session) -> int:
+    """An application id for a row not yet inserted.
+
+    PostgreSQL: the column's own sequence (unique across workers). SQLite: one more than
+    the largest in the table, which is what SQLite itself would choose; only valid while
+    this transaction holds the write lock (the poll batch has written its lease by then),
+    and counted on in memory for the rest of the transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.execute(text("SELECT nextval(pg_get_serial_sequence('applications', 'id'))")).scalar_one())
+    last = session.info.get(_LAST_ID_KEY)
+    if last is None:
+        with session.no_autoflush:
+            last = session.execute(select(func.max(Application.id))).scalar() or 0
+    session.info[_LAST_ID_KEY] = last + 1
+    return last + 1
+
+
+_LAST_ID_KEY = "intake.last_application_id"
 
 
 def _fill_blanks(app: Application, applicant: Applicant) -> None:
@@ -271,9 +332,10 @@ def _fill_blanks(app: Application, applicant: Applicant) -> None:
 
 def link(session: Session, app: Application, message: Message, *, new_message: bool = False) -> None:
     """Join an application to a message once. A message stored in this transaction cannot be
-    linked yet (`new_message`): the look-up, a query per link, is skipped."""
+    linked yet (`new_message`): the look-up, a query per link, is skipped, and the link is
+    written when either row is (the ORM fills in the keys at the flush)."""
     if new_message or session.get(ApplicationMessage, (app.id, message.id)) is None:
-        session.add(ApplicationMessage(application_id=app.id, message_pk=message.id))
+        session.add(ApplicationMessage(application=app, message=message))
 
 
 # -- large blobs --------------------------------------------------------------------------
@@ -315,6 +377,32 @@ class BlobWriter:
                 for start in range(0, len(view), _BLOB_SLICE):
                     blob.write(view[start:start + _BLOB_SLICE])
         self.pending.clear()
+
+
+def expire_after_flush(session: Session, rows: Sequence[object], attributes: list[str]) -> None:
+    """Drop these attributes of these rows from memory once a flush has written them (read
+    again from the database if anyone asks)."""
+    waiting = session.info.get(_EXPIRE_KEY)
+    if waiting is None:
+        waiting = session.info[_EXPIRE_KEY] = []
+        event.listen(session, "after_flush_postexec", _expire_written)
+    waiting.extend((row, attributes) for row in rows)
+
+
+_EXPIRE_KEY = "intake.expire_after_flush"
+
+
+def _expire_written(session: Session, _context: object) -> None:
+    waiting = session.info.get(_EXPIRE_KEY, [])
+    still_pending = []
+    for row, attributes in waiting:
+        state = sa_inspect(row)
+        if state.persistent:
+            session.expire(row, attributes)
+        elif state.pending:
+            still_pending.append((row, attributes))
+        # else: rolled back with a savepoint; nothing to free
+    waiting[:] = still_pending
 
 
 def _rowid(row: object) -> int:

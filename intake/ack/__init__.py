@@ -173,7 +173,7 @@ class Acknowledger:
                      in_reply_to=clean_header(inbound.message_id), group_codes=sorted(a.group_code for a in applications),
                      body=data, status="held" if decision.hold else "pending", attempts=0, next_attempt_at=now,
                      created_at=now, last_error=decision.reason if decision.hold else "", created_by="system",
-                     source_message_pk=message.id)
+                     source_message=message)
         row.applications.extend(applications)
         return row
 
