@@ -15,11 +15,12 @@ ack.max_attempts; permanent failures (5xx) are recorded as 'failed' at once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, Update, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -145,26 +146,37 @@ def _claim(sessions: sessionmaker[Session], row_id: int, worker_id: str, now: dt
     """Atomically move one pending row to 'sending' (a conditional UPDATE: one winner).
 
     The previous row's outcome (`finish`) commits in the same transaction: it is still
-    recorded straight after the server answered, and each row costs one commit, not two."""
-    with sessions.begin() as session:
+    recorded straight after the server answered, and each row costs one commit, not two.
+    Core statements built once, on a connection rather than a Session: per message, the ORM's
+    session and statement set-up cost as much as the SMTP conversation."""
+    with sessions.kw["bind"].begin() as conn:
         if finish is not None:
-            _record(session, finish)
-        claimed = session.execute(
-            update(Outbox).where(Outbox.id == row_id, Outbox.status == "pending")
-            .values(status="sending", claimed_by=worker_id, claimed_until=now + dt.timedelta(seconds=claim_seconds))
-            .returning(Outbox.id, Outbox.to_address, Outbox.body, Outbox.attempts)
-            .execution_options(synchronize_session=False)).first()
+            _record(conn, finish)
+        claimed = conn.execute(_CLAIM, {"b_row_id": row_id, "b_worker": worker_id,
+                                        "b_until": now + dt.timedelta(seconds=claim_seconds)}).first()
         return _Claimed(*claimed) if claimed is not None else None
 
 
+_OUTBOX = Outbox.__table__
+_CLAIM = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("b_row_id"), _OUTBOX.c.status == "pending")
+          .values(status="sending", claimed_by=bindparam("b_worker"), claimed_until=bindparam("b_until"))
+          .returning(_OUTBOX.c.id, _OUTBOX.c.to_address, _OUTBOX.c.body, _OUTBOX.c.attempts))
+
+
+@functools.cache
+def _record_statement(columns: tuple[str, ...]) -> Update:
+    return update(_OUTBOX).where(_OUTBOX.c.id == bindparam("b_row_id")).values(
+        {name: bindparam(f"b_{name}") for name in columns})
+
+
 def _finish(sessions: sessionmaker[Session], result: _Result) -> None:
-    with sessions.begin() as session:
-        _record(session, result)
+    with sessions.kw["bind"].begin() as conn:
+        _record(conn, result)
 
 
-def _record(session: Session, result: _Result) -> None:
-    session.execute(update(Outbox).where(Outbox.id == result.row_id).values(**result.values)
-                    .execution_options(synchronize_session=False))
+def _record(conn: Connection, result: _Result) -> None:
+    columns = tuple(sorted(result.values))
+    conn.execute(_record_statement(columns), {"b_row_id": result.row_id, **{f"b_{k}": result.values[k] for k in columns}})
     if result.values["status"] == "failed":
         log.error("outbox %s to %s failed: %s", result.row_id, result.to_address.split("@")[-1], result.values["last_error"])
 

@@ -439,11 +439,20 @@ def _store_message(session: Session, mailbox: MailboxConfig, raw: RawMessage, in
     # sets the worker's peak memory. The rows are written with the message's next flush
     # (one flush a message, not three), except that large values on SQLite are written now.
     store.expire_after_flush(session, blobs, ["data"])
-    if writer.pending:
+    store.add_source(session, message, raw.ref)
+    unwritten = session.info.get(_UNWRITTEN_KEY, 0) + sum(len(b.data) for b in blobs if isinstance(b.data, bytes))
+    if writer.pending or unwritten >= FLUSH_BYTES:
         session.flush()
         writer.write()
-    store.add_source(session, message, raw.ref)
+        unwritten = 0
+    session.info[_UNWRITTEN_KEY] = unwritten
     return message
+
+
+# Mail held in memory waiting for the batch's flush is written once it reaches this size:
+# the INSERTs are still batched, and the worker's memory does not grow with the batch.
+FLUSH_BYTES = 2 * 1024 * 1024
+_UNWRITTEN_KEY = "intake.unwritten_bytes"
 
 
 def _received_at(raw: RawMessage, inbound: InboundMessage, now: dt.datetime) -> dt.datetime:
