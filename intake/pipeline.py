@@ -213,24 +213,34 @@ def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: M
     raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
     batch.fetched = len(raws)
     with sessions.begin() as session:
-        if not lease.renew(session, ports.clock.now()):
-            # We stalled past the lease and another worker took over: stop without
-            # committing; it re-reads these messages from the unchanged checkpoint.
-            raise MailboxUnavailable(mailbox.name, "lease lost to another worker")
+        # Renewed first when careful; in one pass, last: the rows are written by the flush
+        # that follows, so on SQLite the batch holds the database's one write lock only
+        # while they are written, and delivery can record sends while we parse.
+        if careful:
+            _renew(session, lease, ports, mailbox)
         index = BatchIndex.load(session, raws)
         while raws:
             _ingest_one(session, settings, mailbox, raws.popleft(), ports, batch, first_connected, index,
                         careful=careful)
+        if not careful:
+            _renew(session, lease, ports, mailbox)
         state = store.mailbox_state(session, mailbox.name, mailbox.folder)
         state.last_uid = max(uids)
         state.backlog = remaining
     return batch
 
 
+def _renew(session: Session, lease: "store.Lease", ports: Ports, mailbox: MailboxConfig) -> None:
+    if not lease.renew(session, ports.clock.now()):
+        # We stalled past the lease and another worker took over: stop without committing;
+        # it re-reads these messages from the unchanged checkpoint.
+        raise MailboxUnavailable(mailbox.name, "lease lost to another worker")
+
+
 # A batch holds at most this many bytes of fetched mail (a larger message is a batch of
-# its own): with the parsed copy of the message being stored, this is what the worker's
-# memory grows by while it reads a backlog.
-BATCH_BYTES = 8 * 1024 * 1024
+# its own). Its rows are written together at the end of the batch, so with their parsed
+# copies this is what the worker's memory grows by while it reads a backlog.
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 def _batches(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int) -> Iterator[list[int]]:
@@ -440,19 +450,10 @@ def _store_message(session: Session, mailbox: MailboxConfig, raw: RawMessage, in
     # (one flush a message, not three), except that large values on SQLite are written now.
     store.expire_after_flush(session, blobs, ["data"])
     store.add_source(session, message, raw.ref)
-    unwritten = session.info.get(_UNWRITTEN_KEY, 0) + sum(len(b.data) for b in blobs if isinstance(b.data, bytes))
-    if writer.pending or unwritten >= FLUSH_BYTES:
+    if writer.pending:
         session.flush()
         writer.write()
-        unwritten = 0
-    session.info[_UNWRITTEN_KEY] = unwritten
     return message
-
-
-# Mail held in memory waiting for the batch's flush is written once it reaches this size:
-# the INSERTs are still batched, and the worker's memory does not grow with the batch.
-FLUSH_BYTES = 2 * 1024 * 1024
-_UNWRITTEN_KEY = "intake.unwritten_bytes"
 
 
 def _received_at(raw: RawMessage, inbound: InboundMessage, now: dt.datetime) -> dt.datetime:

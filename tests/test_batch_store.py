@@ -128,3 +128,35 @@ def test_a_single_message_batch_is_stored_carefully_at_once(tmp_path, dovecot, s
     config = _config(tmp_path, dovecot, swig)
     assert "stored 1" in _run(config)
     assert passes == [(1, True)]
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_write_lock_is_free_while_a_batch_is_parsed(tmp_path, dovecot, swig, monkeypatch) -> None:
+    """The batch's rows are written at its end: until then the web app (or delivery) can
+    write without waiting for the whole batch to be read and parsed."""
+    import sqlite3
+
+    import intake.pipeline as pipeline
+
+    config = _config(tmp_path, dovecot, swig)
+    db_file = load_settings(config, env={})["database.url"].removeprefix("sqlite:///")
+    real = pipeline.process_raw
+    seen: list[str] = []
+
+    def probe(session, settings, mailbox, raw, *args, **kw):  # type: ignore[no-untyped-def]
+        if raw.ref.uid == 4:  # three messages of the batch already stored in the session
+            other = sqlite3.connect(db_file, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                seen.append("free")
+            except sqlite3.OperationalError as exc:
+                seen.append(str(exc))
+            finally:
+                other.close()
+        return real(session, settings, mailbox, raw, *args, **kw)
+
+    monkeypatch.setattr(pipeline, "process_raw", probe)
+    dovecot.append_many(swig, "INBOX", _mails(swig))
+    assert "stored 5" in _run(config)
+    assert seen == ["free"]

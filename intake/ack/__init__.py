@@ -181,7 +181,8 @@ class Acknowledger:
         """Upcoming dates, read once per transaction (a poll batch) per group."""
         cache = session.info.setdefault("intake.upcoming_dates", {})
         if group_code not in cache:
-            cache[group_code] = upcoming_dates(session, group_code, now)
+            with session.no_autoflush:  # see _window
+                cache[group_code] = upcoming_dates(session, group_code, now)
         return cache[group_code]
 
     def _group_order(self, app: Application) -> int:
@@ -211,12 +212,17 @@ class Acknowledger:
         # Read once per transaction (a poll batch) and kept current by _remember: a query per
         # message scanned the whole outbox (lower(to_address) has no index), which made a
         # backlog quadratic.
+        # Without an autoflush: the batch's rows are written together at its end (on SQLite,
+        # taking the write lock only then), and no outbox row of this transaction exists
+        # before this first read (enqueue reads it before adding its row).
         cache = session.info.get("intake.recent_replies")
         if cache is None:
             cache = {}
-            for to, kind, codes, created in session.execute(select(
+            with session.no_autoflush:
+                rows = list(session.execute(select(
                     func.lower(Outbox.to_address), Outbox.kind, Outbox.group_codes, Outbox.created_at).where(
-                    Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since, Outbox.status != "failed")):
+                    Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since, Outbox.status != "failed")))
+            for to, kind, codes, created in rows:
                 cache.setdefault(to, []).append((kind, codes, utc(created), None))
             session.info["intake.recent_replies"] = cache
         return cache
@@ -232,7 +238,8 @@ class Acknowledger:
         cached = session.info.get("intake.acks_last_hour")
         if cached is not None:
             return cached
-        session.info["intake.acks_last_hour"] = count = self._count_last_hour(session, now)
+        with session.no_autoflush:  # read before this transaction adds any outbox row: see _window
+            session.info["intake.acks_last_hour"] = count = self._count_last_hour(session, now)
         return count
 
     def _count_last_hour(self, session: Session, now: dt.datetime) -> int:
