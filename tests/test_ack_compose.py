@@ -384,3 +384,24 @@ def test_preview_cli(env) -> None:
     assert neutral.output.startswith("Hello,") and "Senior Women Influencers Group" in neutral.output
     unknown = CliRunner().invoke(main, ["--config", str(env.config), "ack", "preview", "--group", "NOPE"])
     assert unknown.exit_code != 0 and "NOPE" in unknown.output
+
+
+@pytest.mark.parametrize("text", [
+    "Dear Sam,\n\nThank you.\n",
+    "no trailing newline",
+    "CRLF\r\nand bare CR\rand LF\nmixed\r\n\r\n",
+    "Zoë Ŝmith — “quoted” 😀\n" + "a long line " * 40 + "\n.\n.starts with a dot\nFrom the start\n",
+    "",
+])
+@pytest.mark.parametrize("with_calendar", [False, True])
+def test_fast_flatten_writes_the_same_bytes_as_the_stdlib(text, with_calendar) -> None:
+    """compose.flatten writes each part in one call; the stdlib's generator, a line at a time."""
+    from intake.ack import compose
+
+    msg = compose.assemble(
+        sender="Building Leadership for Inclusion <blfi@example.org>", to_name="Zoë Smith", to_email="zoe@example.nhs.uk",
+        subject="Your interest in SWIG [BLFI-000001] " + "x" * 80, text=text, html=f"<p>{text}</p>",
+        message_id="ack-1@example.org", in_reply_to="<a@b>", references=["<r1@b>", "<r2@b>"],
+        now=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc), loop_value="example.org",
+        calendar=compose.CalendarFile(b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n") if with_calendar else None)
+    assert compose.flatten(msg) == msg.as_bytes(policy=compose._POLICY)

@@ -60,6 +60,7 @@ class Acknowledger:
         _memoise_wordwrap(self.env)
         self.privacy_notice = _read_notice(settings)
         self.sender = settings["smtp.from_address"]
+        self.message_id_domain = settings.message_id_domain  # worked out from the settings: once
         parsed = parse_address(self.sender)
         self.contact = settings["ack.contact_address"] or (parsed.email if parsed else self.sender)
 
@@ -163,10 +164,11 @@ class Acknowledger:
             entries = [(s.group, d) for s in sections for d in s.dates]
             if entries:
                 calendar = CalendarFile(dates_calendar(entries, now=now))
-        message_id = f"ack-{uuid.uuid4().hex}@{self.settings.message_id_domain}"
+        domain = self.message_id_domain
+        message_id = f"ack-{uuid.uuid4().hex}@{domain}"
         data = build_message(sender=self.sender, to_name=recipient.name, to_email=recipient.email, subject=subject,
                              text=text, html=html, message_id=message_id, in_reply_to=inbound.message_id,
-                             references=inbound.references, now=now, loop_value=self.settings.message_id_domain,
+                             references=inbound.references, now=now, loop_value=domain,
                              calendar=calendar)
         row = Outbox(kind="ack" if kind is Kind.INTEREST else "withdrawal", to_address=recipient.email,
                      from_address=self.sender, subject=clean_header(subject), message_id=message_id,
