@@ -240,7 +240,7 @@ def _renew(session: Session, lease: "store.Lease", ports: Ports, mailbox: Mailbo
 # A batch holds at most this many bytes of fetched mail (a larger message is a batch of
 # its own). Its rows are written together at the end of the batch, so with their parsed
 # copies this is what the worker's memory grows by while it reads a backlog.
-BATCH_BYTES = 4 * 1024 * 1024
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 def _batches(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int) -> Iterator[list[int]]:

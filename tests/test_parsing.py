@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -214,3 +215,22 @@ def test_a_parser_crash_falls_back_to_headers(monkeypatch):
 ])
 def test_decode_text(payload: bytes, label: str | None, expected: str):
     assert decode_text(payload, label) == expected
+
+
+def test_a_long_base64_attachment_is_set_aside_and_read_back_exactly() -> None:
+    """Long base64 bodies skip the feed parser's line lists; the parsed tree is the same."""
+    from intake import parsing
+
+    blob = random.Random(3).randbytes(1_500_000)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "A <a@example.nhs.uk>", "swig@example.org", "Interest"
+    msg.set_content("Hello,\n\nMy CV is attached.\n")
+    msg.add_attachment(blob, maintype="application", subtype="pdf", filename="cv.pdf")
+    msg.add_attachment(blob[:700_000], maintype="application", subtype="octet-stream", filename="two.bin")
+    for data in (msg.as_bytes(), msg.as_bytes().replace(b"\n", b"\r\n")):
+        slim, blocks = parsing._set_aside_base64(data)
+        assert len(blocks) == 2 and len(slim) < 10_000
+        assert parsing._message_from_bytes(data).as_bytes() == parsing._feed(data).as_bytes()
+        parsed = parsing.parse(data)
+        assert [(a.filename, a.data) for a in parsed.attachments] == [("cv.pdf", blob), ("two.bin", blob[:700_000])]
+        assert "My CV is attached." in parsed.text
