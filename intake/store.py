@@ -310,11 +310,12 @@ def next_application_id(session: Session) -> int:
     the largest in the table, which is what SQLite itself would choose; only valid while
     this transaction holds the write lock (the poll batch has written its lease by then),
     and counted on in memory for the rest of the transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        return int(session.execute(text("SELECT nextval(pg_get_serial_sequence('applications', 'id'))")).scalar_one())
-    last = session.info.get(_LAST_ID_KEY)
-    if last is None:
-        with session.no_autoflush:
+    # Without an autoflush: the batch's rows are written together at its end.
+    with session.no_autoflush:
+        if session.get_bind().dialect.name == "postgresql":
+            return int(session.execute(text("SELECT nextval(pg_get_serial_sequence('applications', 'id'))")).scalar_one())
+        last = session.info.get(_LAST_ID_KEY)
+        if last is None:
             last = session.execute(select(func.max(Application.id))).scalar() or 0
     session.info[_LAST_ID_KEY] = last + 1
     return last + 1

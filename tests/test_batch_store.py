@@ -90,12 +90,33 @@ def _check_stored(config: Path, expected_senders: set[str]) -> None:
             assert ann.needs_attention  # her second message, stored in the same batch
 
 
-def test_clean_batch_is_stored_in_one_pass(tmp_path, dovecot, swig, passes) -> None:
+@pytest.fixture
+def application_flushes():
+    """How many new applications each flush that wrote some wrote (any session)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    seen: list[int] = []
+
+    def count(session, _context):  # type: ignore[no-untyped-def]
+        new = sum(isinstance(obj, Application) for obj in session.new)
+        if new:
+            seen.append(new)
+
+    event.listen(Session, "after_flush", count)
+    yield seen
+    event.remove(Session, "after_flush", count)
+
+
+def test_clean_batch_is_stored_in_one_pass(tmp_path, dovecot, swig, passes, application_flushes) -> None:
     dovecot.append_many(swig, "INBOX", _mails(swig))
     config = _config(tmp_path, dovecot, swig)
     out = _run(config)
     assert "stored 5" in out and "acks queued 4" in out, out
     assert passes == [(5, False)]
+    # The batch's rows are written together at its end: its four new applications in one
+    # flush, not a flush per message.
+    assert application_flushes == [4]
     _check_stored(config, {"ann@example.nhs.uk", "bob@example.nhs.uk", "cat@example.nhs.uk", "dan@example.nhs.uk"})
     assert "stored 0" in _run(config)
 
