@@ -307,9 +307,10 @@ def next_application_id(session: Session) -> int:
     """An application id for a row not yet inserted.
 
     PostgreSQL: the column's own sequence (unique across workers). SQLite: one more than
-    the largest in the table, which is what SQLite itself would choose; only valid while
-    this transaction holds the write lock (the poll batch has written its lease by then),
-    and counted on in memory for the rest of the transaction."""
+    the largest in the table (what SQLite itself would choose), then counted on in memory
+    for the rest of the transaction. That is read before the batch takes the write lock: if
+    another writer inserts an application meanwhile, the batch's INSERT fails on the primary
+    key and the pipeline stores the batch again carefully, where SQLite picks the ids."""
     # Without an autoflush: the batch's rows are written together at its end.
     with session.no_autoflush:
         if session.get_bind().dialect.name == "postgresql":
