@@ -223,6 +223,12 @@ def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: M
             _ingest_one(session, settings, mailbox, raws.popleft(), ports, batch, first_connected, index,
                         careful=careful)
         if not careful:
+            try:
+                session.flush()  # the batch's rows, all at once
+            except IntegrityError as exc:
+                # Another writer stored a row that clashes with one of ours meanwhile (the
+                # same application, or an id we handed out): store it again carefully.
+                raise _RetryCarefully(f"writing the batch: {str(exc.orig).splitlines()[0][:300]}") from exc
             _renew(session, lease, ports, mailbox)
         state = store.mailbox_state(session, mailbox.name, mailbox.folder)
         state.last_uid = max(uids)

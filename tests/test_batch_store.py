@@ -181,3 +181,40 @@ def test_sqlite_write_lock_is_free_while_a_batch_is_parsed(tmp_path, dovecot, sw
     dovecot.append_many(swig, "INBOX", _mails(swig))
     assert "stored 5" in _run(config)
     assert seen == ["free"]
+
+
+@pytest.mark.sqlite_only
+def test_an_application_written_meanwhile_sends_the_batch_round_again(tmp_path, dovecot, swig, passes,
+                                                                       monkeypatch) -> None:
+    """Another writer inserts an application while the batch is parsed (its ids were handed
+    out without the write lock): the batch's write clashes, and it is stored carefully."""
+    import sqlite3
+
+    import intake.pipeline as pipeline
+
+    config = _config(tmp_path, dovecot, swig)
+    db_file = load_settings(config, env={})["database.url"].removeprefix("sqlite:///")
+    real = pipeline.process_raw
+
+    def meanwhile(session, settings, mailbox, raw, *args, **kw):  # type: ignore[no-untyped-def]
+        if raw.ref.uid == 3 and len(passes) == 1:
+            other = sqlite3.connect(db_file, isolation_level=None)
+            other.execute("INSERT INTO applications (id, reference, group_code, status, name, email, job_title, "
+                          "organisation, notes, route_reason, received_at, created_at, updated_at, "
+                          "status_changed_at, needs_attention) VALUES (2, 'OTHER-2', 'SDIG', 'new', 'Eve', "
+                          "'eve@example.nhs.uk', '', '', '', '', '2026-11-27', '2026-11-27', '2026-11-27', "
+                          "'2026-11-27', 0)")
+            other.close()
+        return real(session, settings, mailbox, raw, *args, **kw)
+
+    monkeypatch.setattr(pipeline, "process_raw", meanwhile)
+    dovecot.append_many(swig, "INBOX", _mails(swig))
+    out = _run(config)
+    assert "stored 5" in out and "acks queued 4" in out, out
+    assert passes == [(5, False), (5, True)]
+    with _sessions(config)() as s:
+        assert s.get(Application, 2).email == "eve@example.nhs.uk"
+        swig_apps = list(s.execute(select(Application).where(Application.group_code == "SWIG")).scalars())
+        assert sorted(a.email for a in swig_apps) == ["ann@example.nhs.uk", "bob@example.nhs.uk",
+                                                      "cat@example.nhs.uk", "dan@example.nhs.uk"]
+        assert all(a.reference == reference_for(a.id) for a in swig_apps)
