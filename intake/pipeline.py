@@ -200,7 +200,8 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
 
 
 class _RetryCarefully(Exception):
-    """A message failed in a batch stored without per-message savepoints."""
+    """A batch stored without per-message savepoints failed: one of its messages did, or
+    its write clashed with another writer's rows."""
 
 
 def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, box: MailboxPort,
@@ -208,8 +209,9 @@ def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: M
                  remaining: int, *, careful: bool) -> PollReport:
     """Fetch and store one batch with its checkpoint, in one transaction; what it counted."""
     batch = PollReport(mailbox=mailbox.name)
-    # A deque, emptied as it is stored: each message's bytes are freed once it is
-    # written, not held until the batch commits (a 10 MB message would be).
+    # A deque, emptied as it goes: a message's fetched copy is dropped once it is stored;
+    # its bytes then live only in its row until the batch is written (a message over 1 MB
+    # on SQLite is written, and let go, at once).
     raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
     batch.fetched = len(raws)
     with sessions.begin() as session:
