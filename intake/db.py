@@ -41,6 +41,12 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine a session factory from make_sessionmaker is bound to (for Core work on a
+    connection, and for what depends on the database kind)."""
+    return sessions.kw["bind"]  # type: ignore[no-any-return]
+
+
 @contextlib.contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""

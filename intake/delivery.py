@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.addresses import parse_address
 from intake.clock import Clock
 from intake.config import Settings
+from intake.db import engine_of
 from intake.errors import PermanentDeliveryError, TemporaryDeliveryError
 from intake.models import Outbox
 from intake.smtp import SmtpSender
@@ -149,7 +150,7 @@ def _claim(sessions: sessionmaker[Session], row_id: int, worker_id: str, now: dt
     recorded straight after the server answered, and each row costs one commit, not two.
     Core statements built once, on a connection rather than a Session: per message, the ORM's
     session and statement set-up cost as much as the SMTP conversation."""
-    with sessions.kw["bind"].begin() as conn:
+    with engine_of(sessions).begin() as conn:
         if finish is not None:
             _record(conn, finish)
         claimed = conn.execute(_CLAIM, {"b_row_id": row_id, "b_worker": worker_id,
@@ -170,7 +171,7 @@ def _record_statement(columns: tuple[str, ...]) -> Update:
 
 
 def _finish(sessions: sessionmaker[Session], result: _Result) -> None:
-    with sessions.kw["bind"].begin() as conn:
+    with engine_of(sessions).begin() as conn:
         _record(conn, result)
 
 

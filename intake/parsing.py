@@ -112,6 +112,9 @@ _SET_ASIDE_BYTES = 512 * 1024
 _BASE64_RUN = re.compile(rb"(?<=\n)[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]{%d,}" % (_SET_ASIDE_BYTES - 1))
 
 
+_TOKEN_PREFIX = "INTAKE"  # + a random hex: the placeholder of one run
+
+
 def _set_aside_base64(data: bytes) -> tuple[bytes, dict[str, str]]:
     """The message with each long run of base64 lines replaced by a unique placeholder,
     and the runs by placeholder. A run is whole lines from a line start (header lines,
@@ -130,7 +133,7 @@ def _set_aside_base64(data: bytes) -> tuple[bytes, dict[str, str]]:
             end -= 1
         if end - start < _SET_ASIDE_BYTES:
             continue
-        token = f"INTAKE{uuid.uuid4().hex}"
+        token = f"{_TOKEN_PREFIX}{uuid.uuid4().hex}"
         blocks[token] = codecs.decode(view[start:end], "ascii")
         pieces += [view[last:start].tobytes(), token.encode("ascii")]
         last = end
@@ -147,7 +150,7 @@ def _put_back(std: StdMessage, blocks: dict[str, str]) -> bool:
     found = 0
     for part in std.walk():
         payload = part.get_payload()
-        if not isinstance(payload, str) or "INTAKE" not in payload:
+        if not isinstance(payload, str) or _TOKEN_PREFIX not in payload:
             continue
         for token in [t for t in blocks if t in payload]:
             if payload.count(token) != 1:

@@ -5,7 +5,6 @@ Every function takes the caller's Session: the caller owns the transaction.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import socket
@@ -196,7 +195,7 @@ def known_references(session: Session, references: Iterable[str]) -> frozenset[s
 
 
 def applications_of(session: Session, email: str) -> list[Application]:
-    return list(session.execute(select(Application).where(Application.email == email.lower()).order_by(Application.id)).scalars())
+    return applications_by_email(session, [email]).get(email.lower(), [])
 
 
 def applications_for_thread(session: Session, message_ids: Iterable[str], references: Iterable[str]) -> list[Application]:

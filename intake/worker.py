@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake import store
 from intake.clock import Clock, utc
 from intake.config import MailboxConfig, Settings
+from intake.db import engine_of
 from intake.pipeline import PollReport, Ports, poll_mailbox
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,7 @@ def _deliver_while_polling(sessions: sessionmaker[Session], settings: Settings, 
 
 
 def _concurrent_writers(sessions: sessionmaker[Session]) -> bool:
-    bind = sessions.kw.get("bind")
-    return bind is not None and getattr(bind, "dialect", None) is not None and bind.dialect.name != "sqlite"
+    return engine_of(sessions).dialect.name != "sqlite"
 
 
 class _DeliveryTotals:
@@ -202,8 +202,7 @@ def _housekeeping_job(sessions: sessionmaker[Session], settings: Settings, ports
         result = apply_retention(session, settings, ports.clock.now())
     log.info("retention: %s", result)
     # Purged raw mail must leave the disk too, not linger in free pages or the WAL.
-    engine = sessions.kw["bind"]
-    if engine is not None and not scrub_storage(engine):
+    if not scrub_storage(engine_of(sessions)):
         log.info("retention: storage scrub deferred (a reader held the WAL); it runs again tomorrow")
 
 

@@ -107,7 +107,7 @@ class Acknowledger:
         """A bounce quoting our Message-ID marks that reply and its applications undeliverable."""
         text = "\n".join([inbound.text, inbound.html] + [a.data[:200_000].decode("utf-8", "replace")
                                                          for a in inbound.attachments if a.content_type.startswith(("message/", "text/"))])
-        domain = re.escape(self.settings.message_id_domain)
+        domain = re.escape(self.message_id_domain)
         ids = set(m.lower() for m in re.findall(rf"<?((?:ack|reply|digest)-[0-9a-f]+@{domain})>?", text, re.IGNORECASE))
         if not ids:
             return []
