@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -116,8 +117,8 @@ def stage_reply(parsed, settings) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-def end_to_end(config: Path, profile: bool) -> tuple[float, int, str]:
-    """Seconds, peak RSS (KB) of the worker process itself, its stdout.
+def end_to_end(config: Path, profile: bool) -> tuple[float, float, int, str]:
+    """Seconds, CPU seconds of the worker process, peak RSS (KB) of the worker itself, its stdout.
 
     The peak is the worker's own VmHWM, written at exit by bench/peak.py: wait4()'s
     ru_maxrss would also count this benchmark's own peak (vfork + exec carries it over),
@@ -133,7 +134,7 @@ def end_to_end(config: Path, profile: bool) -> tuple[float, int, str]:
         env = {**os.environ, "INTAKE_BENCH_PEAK_FILE": peak_file.name}
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, _ = os.wait4(proc.pid, 0)
+        _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -141,7 +142,28 @@ def end_to_end(config: Path, profile: bool) -> tuple[float, int, str]:
         if proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, cmd, out.read(), err.read())
         peak_kb = int(Path(peak_file.name).read_text() or 0)
-        return elapsed, peak_kb, out.read().decode("utf-8", "replace")
+        return elapsed, usage.ru_utime + usage.ru_stime, peak_kb, out.read().decode("utf-8", "replace")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by a process group (the IMAP server's processes), including
+    children they have already reaped."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process: the SMTP sink runs in a thread here."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def per_message_times(db_url: str) -> list[float]:
@@ -190,7 +212,10 @@ def main() -> int:
             smtp.clear()
             n = len(raws)
             del raws, parsed
-            t_e2e, peak_kb, out = end_to_end(config, args.profile)
+            cpu_before = own_cpu_seconds(), group_cpu_seconds(dovecot.master_pid())
+            t_e2e, cpu_e2e, peak_kb, out = end_to_end(config, args.profile)
+            cpu_sink = own_cpu_seconds() - cpu_before[0]
+            cpu_imap = group_cpu_seconds(dovecot.master_pid()) - cpu_before[1]
             acks = len(smtp.messages)
             times = per_message_times(db_url)
     finally:
@@ -205,6 +230,11 @@ def main() -> int:
         print(f"  stage alone: {stage:<6} {1 / cost:>9,.0f} msg/s  ({cost * 1000:.2f} ms/msg)")
     print(f"  serial ceiling (1 / sum of stages): {ceiling:,.0f} msg/s")
     print(f"  end to end (intake run --once):     {rate:,.0f} msg/s  ({t_e2e:.1f} s, {acks} acks accepted by SMTP)")
+    cpu_all = cpu_e2e + cpu_sink + cpu_imap
+    cores = os.cpu_count() or 1
+    print(f"  CPU per message: worker {cpu_e2e / n * 1000:.2f} ms, SMTP sink {cpu_sink / n * 1000:.2f} ms, "
+          f"IMAP server {cpu_imap / n * 1000:.2f} ms")
+    print(f"  worker busy {cpu_e2e / t_e2e:.0%} of one core; all three: {cpu_all / t_e2e / cores:.0%} of {cores} cores")
     print(f"  end to end / serial ceiling:        {rate / ceiling:.0%}")
     print(f"  end to end / peer helpdesk ({PEER_MSGS_PER_S:.0f} msg/s, quoted): {rate / PEER_MSGS_PER_S:.1f}x")
     print(f"  per message: p50 {pct(times, 0.5) * 1000:.2f} ms, p95 {pct(times, 0.95) * 1000:.2f} ms")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from email.utils import getaddresses, parseaddr
+from functools import lru_cache
 
 from intake.domain import Address
 
@@ -20,6 +21,9 @@ def is_valid_email(email: str) -> bool:
     return bool(email) and len(email) <= 254 and bool(_VALID.match(email))
 
 
+# Pure, and the same values recur (group addresses, our own From, an applicant's address
+# read from several headers): the stdlib's address parser costs a tenth of a millisecond.
+@lru_cache(maxsize=4096)
 def parse_address(value: str) -> Address | None:
     """One address from a header value, cleaned; None when there is no usable address."""
     name, email = parseaddr(clean_header(value))

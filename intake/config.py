@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -178,7 +179,7 @@ class Settings:
                 return g
         raise KeyError(code)
 
-    @property
+    @cached_property  # settings do not change once loaded, and this is read for every message
     def own_addresses(self) -> frozenset[str]:
         """Every address that is us: mailbox logins, group addresses, our From."""
         from intake.addresses import parse_address

@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class Kind(str, enum.Enum):
@@ -59,7 +60,7 @@ class RawMessage:
     data: bytes
     internal_date: dt.datetime | None = None
 
-    @property
+    @cached_property  # read at several steps of the pipeline: hash a 10 MB message once
     def content_hash(self) -> str:
         return content_hash(self.data)
 

@@ -138,7 +138,8 @@ class _Compat32(Compat32):
         return super()._fold(name, value, sanitize)
 
 
-_POLICY = _Compat32()
+# CRLF: the line ending SMTP sends, so delivery passes the stored bytes on as they are.
+_POLICY = _Compat32(linesep="\r\n")
 
 
 def _boundary() -> str:

@@ -182,6 +182,13 @@ class Dovecot:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def master_pid(self) -> int:
+        """The running master's pid, which is also its process group (bench/ reads its CPU)."""
+        pid = self._master_pid()
+        if pid is None:
+            raise RuntimeError("dovecot is not running")
+        return pid
+
     def _master_pid(self) -> int | None:
         try:
             pid = int((self.dir / "run" / "master.pid").read_text().split()[0])
