@@ -34,6 +34,7 @@ from intake.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 300
+DELIVERY_BATCH = 500  # rows per deliver_due call when a run drains the whole outbox
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,10 @@ class PollReport:
 
 
 def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, ports: Ports,
-                 *, worker: str = "local") -> PollReport:
+                 *, worker: str = "local", on_batch: Callable[[PollReport], None] | None = None) -> PollReport:
     """Poll one mailbox once. A mailbox failure is recorded and reported, never raised.
+
+    `on_batch`, if given, is told what each committed batch counted (it must not raise).
 
     Several workers may share one database: a lease on the mailbox's state row (renewed
     every batch, expiring so a dead worker's mailbox is taken over) lets one poll at a time.
@@ -141,7 +143,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: M
         return report
     try:
         with ports.open_mailbox(mailbox) as box:
-            _drain(sessions, settings, mailbox, box, ports, report, lease)
+            _drain(sessions, settings, mailbox, box, ports, report, lease, on_batch)
     except (MailboxError, SQLAlchemyError) as exc:
         # Either way nothing past the last committed batch counts as done: the checkpoint
         # only ever moves inside the transaction that stored the batch.
@@ -162,7 +164,8 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mailbox: M
 
 
 def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, box: MailboxPort,
-           ports: Ports, report: PollReport, lease: "store.Lease") -> None:
+           ports: Ports, report: PollReport, lease: "store.Lease",
+           on_batch: Callable[[PollReport], None] | None = None) -> None:
     with sessions.begin() as session:
         state = store.mailbox_state(session, mailbox.name, mailbox.folder)
         if state.uidvalidity != box.uidvalidity:
@@ -195,6 +198,8 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
             batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
                                  careful=True)
         report.add(batch)
+        if on_batch is not None:
+            on_batch(batch)
         if mailbox.move_to:
             box.move(uids, mailbox.move_to)
 

@@ -13,16 +13,20 @@ import random
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import store
-from intake.clock import Clock, utc
+from intake.clock import Clock, SystemClock, utc
 from intake.config import MailboxConfig, Settings
 from intake.db import engine_of
+from intake.delivery import DELIVERY_BATCH
 from intake.pipeline import PollReport, Ports, poll_mailbox
+
+if TYPE_CHECKING:
+    from intake.delivery_process import DeliveryProcess
 
 log = logging.getLogger(__name__)
 
@@ -66,35 +70,28 @@ def prepare(settings: Settings, sessions: sessionmaker[Session]) -> None:
 class CycleReport:
     polls: list[PollReport] = field(default_factory=list)
     delivery: object | None = None
-
-
-DELIVERY_BATCH = 500
+    delivered_beside: int | None = None  # sent by the delivery process, when one ran
 
 
 def run_once(settings: Settings, sessions: sessionmaker[Session], ports: Ports) -> CycleReport:
     """Every job once: poll each enabled mailbox, then drain the outbox.
 
-    Where the database takes concurrent writers (PostgreSQL), delivery runs in a thread
-    beside the polls, so acknowledgements go out while later mail is read. SQLite has one
-    writer: a delivery thread would wait for each poll batch to commit between sending a
-    message and recording it as sent, widening the duplicate window (intake/delivery.py),
-    so there delivery follows the polls."""
+    On a backlog (once `worker.delivery_process_after` acknowledgements are queued in this
+    run) delivery moves to a second process beside the polls, so acknowledgements go out
+    while later mail is read, on the machine's other core (intake/delivery_process.py)."""
     report = CycleReport()
     totals = _DeliveryTotals()
-    polls_done = threading.Event()
-    beside = None
-    if _concurrent_writers(sessions):
-        beside = threading.Thread(target=_deliver_while_polling, args=(sessions, settings, ports, totals, polls_done),
-                                  name="delivery", daemon=True)
-        beside.start()
+    beside = _DeliveryBeside(settings, ports)
     try:
         for mailbox in settings.mailboxes:
             if mailbox.enabled:
-                report.polls.append(poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id()))
+                report.polls.append(poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id(),
+                                                 on_batch=beside.after_batch))
     finally:
-        polls_done.set()
-        if beside is not None:
-            beside.join()
+        beside_report = beside.finish()
+    if beside_report is not None:
+        totals.add(beside_report)
+        report.delivered_beside = beside_report.sent
     # Delivery runs even with acks disabled: coordinators' replies and digests use it too.
     # --once drains everything due, a batch at a time.
     if not totals.total.error:
@@ -112,22 +109,38 @@ def _deliver_batch(sessions: sessionmaker[Session], settings: Settings, ports: P
     return deliver_due(sessions, settings, ports.clock, worker_id=worker_id(), limit=DELIVERY_BATCH)
 
 
-def _deliver_while_polling(sessions: sessionmaker[Session], settings: Settings, ports: Ports,
-                           totals: "_DeliveryTotals", polls_done: threading.Event) -> None:
-    while not polls_done.is_set():
-        batch = totals.add(_deliver_batch(sessions, settings, ports))
-        if batch.error:
+class _DeliveryBeside:
+    """Starts the delivery process once this run's polls have queued enough acknowledgements."""
+
+    def __init__(self, settings: Settings, ports: Ports):
+        self.settings = settings
+        self.threshold = settings["worker.delivery_process_after"]
+        # The process keeps its own time: a clock given to this run (a test's) cannot follow it there.
+        self.enabled = self.threshold > 0 and isinstance(ports.clock, SystemClock)
+        self.queued = 0
+        self.process: "DeliveryProcess | None" = None
+
+    def after_batch(self, batch: PollReport) -> None:
+        self.queued += batch.acks_queued
+        if not self.enabled or self.process is not None or self.queued < self.threshold:
             return
-        if batch.sent + batch.retried + batch.failed == 0:
-            polls_done.wait(0.2)  # nothing committed yet: the poll's next batch will bring some
+        from intake.delivery_process import DeliveryProcess
 
+        try:
+            self.process = DeliveryProcess(self.settings).start()
+        except Exception as exc:  # noqa: BLE001 - no second process: delivery follows the polls, as on a small run
+            self.enabled = False
+            log.warning("could not start the delivery process (%s: %s); delivering after the polls", type(exc).__name__, exc)
+            return
+        log.info("%d acknowledgements queued: delivering from a second process (pid %s) beside the polls",
+                 self.queued, self.process.pid)
 
-def _concurrent_writers(sessions: sessionmaker[Session]) -> bool:
-    return engine_of(sessions).dialect.name != "sqlite"
+    def finish(self):  # type: ignore[no-untyped-def]
+        return self.process.finish() if self.process is not None else None
 
 
 class _DeliveryTotals:
-    """Delivery reports of one cycle added up (from the delivery thread and the final drain)."""
+    """Delivery reports of one cycle added up (from the delivery process and the final drain)."""
 
     def __init__(self) -> None:
         from intake.delivery import DeliveryReport

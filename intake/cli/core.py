@@ -85,7 +85,8 @@ def run(app: AppContext, once: bool, no_web: bool, no_worker: bool) -> None:
             for poll in report.polls:
                 click.echo(poll.summary())
             if report.delivery is not None:
-                click.echo(f"outbox: {report.delivery}")
+                beside = f" ({report.delivered_beside} sent by the delivery process)" if report.delivered_beside is not None else ""
+                click.echo(f"outbox: {report.delivery}{beside}")
             return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
