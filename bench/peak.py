@@ -1,5 +1,5 @@
 """Run a module as __main__ and, at exit, write this process's own peak RSS (VmHWM, KB)
-to the file named by INTAKE_BENCH_PEAK_FILE.
+and its own CPU seconds (not its children's) to the file named by INTAKE_BENCH_PEAK_FILE.
 
     python bench/peak.py -m intake --config intake.toml run --once
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import resource
 import runpy
 import sys
 
@@ -30,7 +31,8 @@ def _write_peak() -> None:
     path = os.environ.get("INTAKE_BENCH_PEAK_FILE")
     if path:
         with open(path, "w", encoding="ascii") as out:
-            out.write(str(_vm_hwm_kb()))
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            out.write(f"{_vm_hwm_kb()} {usage.ru_utime + usage.ru_stime:.3f}")
 
 
 def main() -> None:

@@ -405,3 +405,40 @@ def test_fast_flatten_writes_the_same_bytes_as_the_stdlib(text, with_calendar) -
         now=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc), loop_value="example.org",
         calendar=compose.CalendarFile(b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n") if with_calendar else None)
     assert compose.flatten(msg) == msg.as_bytes(policy=compose._POLICY)
+
+
+
+_NAMES = ["Sam Taylor", "Zoë Ŝmith-Ò'Brien", 'Dr "Sam" Taylor, MBE', "Émilie " * 12, ""]
+_SUBJECTS = ["Your interest in SWIG [BLFI-000001]", "Your interest in SWIG and SDIG [BLFI-000001] " + "x" * 80,
+             "Votre intérêt — SLGBT+IG [BLFI-000002]"]
+_TEXTS = ["Dear Sam,\n\nThank you.\n", "CRLF\r\nbare CR\rLF\n\n",
+          "Zoë — “quoted” 😀 = trailing space  \n" + "a long line " * 40 + "\n.\nFrom here\n", ""]
+_PARENTS = {"": [], "<a@b>": ["<r@b>"], "<" + "m" * 90 + "@example.nhs.uk>": [f"<ref{i}-{'r' * 30}@example.org>" for i in range(14)]}
+
+
+@pytest.mark.parametrize("calendar", [None, "dates.ics", "dates (SWIG).ics"])
+def test_the_direct_writer_gives_the_same_bytes_as_the_stdlib_objects(monkeypatch, calendar) -> None:
+    """write_message (what acknowledgements use) against flatten(assemble(...)), the stdlib's
+    message objects and generator, with the same boundaries: every combination of the
+    names, subjects, texts and threads above."""
+    import itertools
+
+    from intake.ack import compose
+
+    for name, subject, text, (parent, references) in itertools.product(_NAMES, _SUBJECTS, _TEXTS, _PARENTS.items()):
+        parts = dict(
+            sender="Building Leadership for Inclusion <blfi@example.org>", to_name=name,
+            to_email="sam.taylor@example.nhs.uk", subject=subject, text=text, html=f"<p>{text}</p>",
+            message_id="ack-1@example.org", in_reply_to=parent, references=references,
+            now=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc), loop_value="example.org",
+            calendar=compose.CalendarFile(b"BEGIN:VCALENDAR\r\nX-LINE:" + b"y" * 300 + b"\r\nEND:VCALENDAR\r\n",
+                                          filename=calendar) if calendar else None)
+        for writer in (compose.write_message, lambda **p: compose.flatten(compose.assemble(**p))):
+            counter = itertools.count()
+            monkeypatch.setattr(compose, "_boundary", lambda: f"=_{next(counter):032x}")
+            if writer is compose.write_message:
+                direct = writer(**parts)
+            else:
+                reference = writer(**parts)
+        assert direct == reference, (name, subject, text, parent)
+        assert direct.count(b"\n") == direct.count(b"\r\n")  # CRLF throughout, as SMTP sends it

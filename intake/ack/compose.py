@@ -7,7 +7,10 @@ the display name is encoded by `formataddr`, so a hostile name can never start a
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import functools
+import re
 import uuid
 from io import BytesIO
 from dataclasses import dataclass
@@ -72,14 +75,116 @@ def withdrawal_subject(references: Sequence[str]) -> str:
 
 
 def build_message(**parts: Any) -> bytes:
-    """The complete acknowledgement: `assemble(**parts)`, flattened."""
-    return flatten(assemble(**parts))
+    """The complete acknowledgement: the bytes of `flatten(assemble(**parts))`, written
+    directly (see `write_message`)."""
+    return write_message(**parts)
+
+
+def write_message(*, sender: str, to_name: str, to_email: str, subject: str, text: str, html: str,
+                  message_id: str, in_reply_to: str, references: Sequence[str], now: dt.datetime,
+                  loop_value: str, calendar: CalendarFile | None = None) -> bytes:
+    """The same bytes as `flatten(assemble(...))` with the same boundaries, without building
+    the stdlib's message objects: the parts are laid out as its generator lays them out,
+    each header folded and each body encoded by the same stdlib functions. This runs once
+    per acknowledgement in the polling process, where the object tree and the generator's
+    walk over it cost five times as much (tests compare the two byte for byte)."""
+    if calendar is not None and not _PLAIN_FILENAME.fullmatch(calendar.filename):
+        # A file name that needs quoting or encoding: the stdlib's add_header does that.
+        return flatten(assemble(sender=sender, to_name=to_name, to_email=to_email, subject=subject, text=text,
+                                html=html, message_id=message_id, in_reply_to=in_reply_to, references=references,
+                                now=now, loop_value=loop_value, calendar=calendar))
+    alternative = _boundary()
+    body = _multipart(
+        [("Content-Type", f'multipart/alternative; boundary="{alternative}"'), ("MIME-Version", "1.0")],
+        alternative, [_text_part("plain", text), _text_part("html", html)])
+    if calendar is not None:
+        mixed = _boundary()
+        top = [("Content-Type", f'multipart/mixed; boundary="{mixed}"'), ("MIME-Version", "1.0")]
+        parts = [body, _calendar_bytes(calendar)]
+    else:
+        top, parts, mixed = [], [], ""
+    envelope = _envelope_headers(sender=sender, to_name=to_name, to_email=to_email, subject=subject,
+                                 message_id=message_id, in_reply_to=in_reply_to, references=references,
+                                 now=now, loop_value=loop_value)
+    if calendar is None:
+        # The alternative part is the message itself: its own two headers, then the envelope.
+        head, _, rest = body.partition(_CRLF_CRLF)
+        return head + _CRLF + _headers(envelope) + _CRLF + rest
+    return _multipart(top + envelope, mixed, parts)
+
+
+_PLAIN_FILENAME = re.compile(r"[A-Za-z0-9._-]{1,60}")
+_CRLF = b"\r\n"
+_CRLF_CRLF = b"\r\n\r\n"
+
+
+def _headers(pairs: Sequence[tuple[str, Any]]) -> bytes:
+    return b"".join(_POLICY.fold_binary(name, value) for name, value in pairs)
+
+
+def _part(head: bytes, payload: str) -> bytes:
+    """A part: its folded header block, a blank line, the payload with CRLF line ends."""
+    # The generator's NLCRE.sub, without the regex when there is no CR (the usual case).
+    body = payload.replace("\n", "\r\n") if "\r" not in payload else NLCRE.sub("\r\n", payload)
+    return head + _CRLF + body.encode("ascii", "surrogateescape")
+
+
+def _multipart(headers: Sequence[tuple[str, Any]], boundary: str, parts: Sequence[bytes]) -> bytes:
+    dash = b"--" + boundary.encode("ascii")
+    return (_headers(headers) + _CRLF + dash + _CRLF + (_CRLF + dash + _CRLF).join(parts)
+            + _CRLF + dash + b"--" + _CRLF)
+
+
+@functools.lru_cache(maxsize=None)
+def _text_head(subtype: str) -> bytes:
+    return _headers([("Content-Type", f'text/{subtype}; charset="utf-8"'), ("MIME-Version", "1.0"),
+                     ("Content-Transfer-Encoding", "quoted-printable")])
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    """What MIMEText(text, subtype, _UTF8_QP) flattens to."""
+    # body_encode hands an empty input back as it came (bytes): an empty part
+    return _part(_text_head(subtype), _UTF8_QP.body_encode(text.encode("utf-8")) if text else "")
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar_head(filename: str) -> bytes:
+    return _headers([("Content-Type", 'text/calendar; method="PUBLISH"; charset="utf-8"'), ("MIME-Version", "1.0"),
+                     ("Content-Transfer-Encoding", "base64"),
+                     ("Content-Disposition", f'attachment; filename="{filename}"')])
+
+
+def _calendar_bytes(calendar: CalendarFile) -> bytes:
+    return _part(_calendar_head(calendar.filename), base64.encodebytes(calendar.data).decode("ascii"))
+
+
+def _envelope_headers(*, sender: str, to_name: str, to_email: str, subject: str, message_id: str, in_reply_to: str,
+                      references: Sequence[str], now: dt.datetime, loop_value: str) -> list[tuple[str, Any]]:
+    """From, To, Subject, threading and the automatic-reply markers, in the order set below."""
+    headers: list[tuple[str, Any]] = [
+        ("From", sender),
+        ("To", formataddr((clean_header(to_name), clean_header(to_email)), charset="utf-8")),
+        ("Subject", _header("Subject", clean_header(subject))),
+        ("Date", format_datetime(now)),
+        ("Message-ID", f"<{message_id}>"),
+    ]
+    parent = clean_header(in_reply_to).strip("<>")
+    if parent:
+        headers.append(("In-Reply-To", f"<{parent}>"))
+        thread = [clean_header(r).strip("<>") for r in references if clean_header(r)][-MAX_REFERENCES:]
+        headers.append(("References", " ".join(f"<{r}>" for r in [*thread, parent])))
+    # RFC 3834: an automatic reply; Exchange's own suppression; and our loop marker, which
+    # intake's classifier recognises if this reply is ever delivered back to a mailbox.
+    headers += [("Auto-Submitted", "auto-replied"), ("X-Auto-Response-Suppress", "All"),
+                ("Precedence", "auto_reply"), (LOOP_HEADER, loop_value)]
+    return headers
 
 
 def assemble(*, sender: str, to_name: str, to_email: str, subject: str, text: str, html: str,
              message_id: str, in_reply_to: str, references: Sequence[str], now: dt.datetime,
              loop_value: str, calendar: CalendarFile | None = None) -> MIMEMultipart:
-    """multipart/alternative (text + HTML), inside multipart/mixed when a .ics is attached."""
+    """multipart/alternative (text + HTML), inside multipart/mixed when a .ics is attached,
+    as stdlib message objects: the reference `write_message` is checked against."""
     # The compat32 MIME classes build the same structure several times faster than
     # EmailMessage, and this runs once per acknowledgement.
     body = MIMEMultipart("alternative", boundary=_boundary())
@@ -90,22 +195,10 @@ def assemble(*, sender: str, to_name: str, to_email: str, subject: str, text: st
         msg = MIMEMultipart("mixed", boundary=_boundary())
         msg.attach(body)
         msg.attach(_calendar_part(calendar))
-    msg["From"] = sender
-    msg["To"] = formataddr((clean_header(to_name), clean_header(to_email)), charset="utf-8")
-    msg["Subject"] = _header("Subject", clean_header(subject))
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = f"<{message_id}>"
-    parent = clean_header(in_reply_to).strip("<>")
-    if parent:
-        msg["In-Reply-To"] = f"<{parent}>"
-        thread = [clean_header(r).strip("<>") for r in references if clean_header(r)][-MAX_REFERENCES:]
-        msg["References"] = " ".join(f"<{r}>" for r in [*thread, parent])
-    # RFC 3834: an automatic reply; Exchange's own suppression; and our loop marker, which
-    # intake's classifier recognises if this reply is ever delivered back to a mailbox.
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["Precedence"] = "auto_reply"
-    msg[LOOP_HEADER] = loop_value
+    for name, value in _envelope_headers(sender=sender, to_name=to_name, to_email=to_email, subject=subject,
+                                         message_id=message_id, in_reply_to=in_reply_to, references=references,
+                                         now=now, loop_value=loop_value):
+        msg[name] = value
     return msg
 
 
