@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +39,8 @@ from intake.delivery import DELIVERY_BATCH, DeliveryReport
 
 log = logging.getLogger(__name__)
 _IDLE_WAIT = 0.2  # seconds between looks at the outbox while the polls have queued nothing new
+# Rows per pass: small enough that a stop request (SIGTERM) is honoured within a second or two.
+_PASS = min(DELIVERY_BATCH, 100)
 
 
 class DeliveryProcess:
@@ -83,10 +86,12 @@ class DeliveryProcess:
             return None
 
 
-def deliver_until_done(settings: Settings, polls_done: threading.Event) -> DeliveryReport:
+def deliver_until_done(settings: Settings, polls_done: threading.Event,
+                       stop: threading.Event | None = None) -> DeliveryReport:
     """Deliver in batches; once `polls_done` is set, stop after a pass that leaves nothing
     due (checked before the pass, so mail committed last is included). A temporary failure
-    ends it early: the worker drains the outbox again after the polls."""
+    ends it early: the worker drains the outbox again after the polls. `stop` ends it after
+    the current pass."""
     from intake.clock import SystemClock
     from intake.db import make_engine, make_sessionmaker
     from intake.delivery import deliver_due
@@ -99,12 +104,12 @@ def deliver_until_done(settings: Settings, polls_done: threading.Event) -> Deliv
     try:
         while True:
             finishing = polls_done.is_set()
-            batch = deliver_due(sessions, settings, clock, worker_id=worker_id(), limit=DELIVERY_BATCH)
+            batch = deliver_due(sessions, settings, clock, worker_id=worker_id(), limit=_PASS)
             total = total + batch
-            if batch.error or batch.retried:
-                break  # the database or the SMTP server is in trouble: the worker tries again after the polls
+            if batch.error or batch.retried or (stop is not None and stop.is_set()):
+                break  # the database or the SMTP server is in trouble, or a stop: the worker delivers the rest
             moved = batch.sent + batch.failed
-            if moved < DELIVERY_BATCH:
+            if moved < _PASS:
                 if finishing:
                     break
                 if moved == 0:
@@ -119,14 +124,21 @@ def _main() -> int:
 
     settings: Settings = pickle.load(sys.stdin.buffer)
     logs.configure(settings["logging.level"], settings["logging.format"])
-    polls_done = threading.Event()
+    polls_done, stop = threading.Event(), threading.Event()
+
+    def on_signal(*_: object) -> None:  # the service is stopping (SIGTERM to its group, Ctrl-C)
+        stop.set()
+        polls_done.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
 
     def wait_for_end_of_input() -> None:
         sys.stdin.buffer.read()  # returns at EOF: the worker closed our stdin
         polls_done.set()
 
     threading.Thread(target=wait_for_end_of_input, name="polls-done", daemon=True).start()
-    report = deliver_until_done(settings, polls_done)
+    report = deliver_until_done(settings, polls_done, stop)
     print(json.dumps(dataclasses.asdict(report)), flush=True)
     return 0
 

@@ -110,7 +110,8 @@ def _deliver_batch(sessions: sessionmaker[Session], settings: Settings, ports: P
 
 
 class _DeliveryBeside:
-    """Starts the delivery process once this run's polls have queued enough acknowledgements."""
+    """Starts the delivery process once the polls it watches (a run's, or one scheduled
+    poll's) have queued enough acknowledgements."""
 
     def __init__(self, settings: Settings, ports: Ports):
         self.settings = settings
@@ -197,8 +198,15 @@ def mailbox_job(sessions: sessionmaker[Session], settings: Settings, mailbox: Ma
         if due is not None and utc(due) > ports.clock.now():
             log.info("mailbox %s: backing off after errors until %s", mailbox.name, due.isoformat())
             return
-        report = poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id())
+        # A poll that meets a backlog delivers from a second process while it reads on.
+        beside = _DeliveryBeside(settings, ports)
+        try:
+            report = poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id(), on_batch=beside.after_batch)
+        finally:
+            sent_beside = beside.finish()
         log.info(report.summary(), extra={"mailbox": mailbox.name})
+        if sent_beside is not None:
+            log.info("delivery process: %s", sent_beside)
         if report.acks_queued and deliver is not None:
             deliver()
 

@@ -83,3 +83,26 @@ def test_a_delivery_process_that_dies_leaves_the_outbox_to_the_worker(tmp_path, 
     assert "outbox: sent 8, retrying 0, failed 0, held 0\n" in out  # all by the worker itself
     assert "the delivery process ended without a report (exit code 3); delivering here instead" in out
     assert _acks_by_recipient(smtp_server) == {f"applicant{i}@example.nhs.uk": 1 for i in range(8)}
+
+
+def test_the_service_delivers_a_backlog_from_a_second_process_and_stops_cleanly(tmp_path, dovecot, mail_account,
+                                                                                smtp_server) -> None:
+    import signal
+    import subprocess
+    import time
+
+    config = _backlog(tmp_path, dovecot, mail_account, smtp_server, 16, delivery_process_after=1, poll_interval=3600)
+    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    proc = subprocess.Popen([sys.executable, "-m", "intake", "--config", str(config), "run", "--no-web"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(smtp_server.messages) < 16 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "delivering from a second process" in out
+    assert re.search(r"delivery process: sent \d+", out), out
+    assert _acks_by_recipient(smtp_server) == {f"applicant{i}@example.nhs.uk": 1 for i in range(16)}
