@@ -21,16 +21,23 @@ def is_valid_email(email: str) -> bool:
     return bool(email) and len(email) <= 254 and bool(_VALID.match(email))
 
 
-# Pure, and the same values recur (group addresses, our own From, an applicant's address
-# read from several headers): the stdlib's address parser costs a tenth of a millisecond.
-@lru_cache(maxsize=4096)
 def parse_address(value: str) -> Address | None:
     """One address from a header value, cleaned; None when there is no usable address."""
+    # Short values recur (group addresses, our own From, an applicant's address read from
+    # several headers) and the stdlib's parser costs a tenth of a millisecond; a long
+    # (hostile) value is parsed but not kept.
+    return _parse_address_cached(value) if len(value) <= 500 else _parse_address(value)
+
+
+def _parse_address(value: str) -> Address | None:
     name, email = parseaddr(clean_header(value))
     email = email.strip().lower()
     if not is_valid_email(email):
         return None
     return Address(email=email, name=clean_header(name).strip('"\' '))
+
+
+_parse_address_cached = lru_cache(maxsize=256)(_parse_address)
 
 
 def parse_addresses(values: list[str] | tuple[str, ...]) -> tuple[Address, ...]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import codecs
 import datetime as dt
+import functools
 import re
 import uuid
 from email import policy as email_policy
@@ -400,6 +401,18 @@ def _build(headers: tuple[tuple[str, str], ...], std: StdMessage, text: str, htm
 def _addresses(raw_values: list[str]) -> tuple[Address, ...]:
     """Addresses parsed from the raw header, and only then display names decoded: decoding
     first would let an encoded CR/LF or "Bcc:" in a name change which address is read."""
+    if not raw_values:
+        return ()
+    values = tuple(raw_values)
+    # Short values recur (the group addresses in To, an applicant's From on each message)
+    # and the stdlib's address parser is slow; long ones (a hostile To) are not kept.
+    return _addresses_cached(values) if sum(map(len, values)) <= _CACHED_HEADER_CHARS else _addresses_of(values)
+
+
+_CACHED_HEADER_CHARS = 1000
+
+
+def _addresses_of(raw_values: tuple[str, ...]) -> tuple[Address, ...]:
     out: dict[str, Address] = {}
     values = [v.replace("\r", " ").replace("\n", " ") for v in raw_values]
     for name, addr in getaddresses(values):
@@ -407,6 +420,9 @@ def _addresses(raw_values: list[str]) -> tuple[Address, ...]:
         if addr not in out and is_valid_email(addr):
             out[addr] = Address(email=addr, name=clean_header(_header_text(name)).strip("'\" "))
     return tuple(out.values())
+
+
+_addresses_cached = functools.lru_cache(maxsize=256)(_addresses_of)
 
 
 def _ids(value: str) -> tuple[str, ...]:

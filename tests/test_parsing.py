@@ -234,3 +234,20 @@ def test_a_long_base64_attachment_is_set_aside_and_read_back_exactly() -> None:
         parsed = parsing.parse(data)
         assert [(a.filename, a.data) for a in parsed.attachments] == [("cv.pdf", blob), ("two.bin", blob[:700_000])]
         assert "My CV is attached." in parsed.text
+
+
+def test_address_caches_keep_short_header_values_only() -> None:
+    """Parsed addresses are remembered for recurring short values (group addresses, an
+    applicant's From); a hostile 10,000-address To is parsed but never kept."""
+    from intake import addresses, parsing
+
+    many = ", ".join(f"user{i}@example.org" for i in range(10_000))
+    parsing._addresses_cached.cache_clear()
+    addresses._parse_address_cached.cache_clear()
+    before = (0, 0)
+    assert len(parsing._addresses([many])) == 10_000
+    assert addresses.parse_address("x" * 600 + " <a@example.org>").email == "a@example.org"
+    assert (parsing._addresses_cached.cache_info().currsize,
+            addresses._parse_address_cached.cache_info().currsize) == before
+    assert parsing._addresses(["Ann <ann.cache.test@example.org>"])[0].name == "Ann"
+    assert parsing._addresses_cached.cache_info().currsize == before[0] + 1
