@@ -19,6 +19,8 @@ Tables and why they exist:
   users, user_groups    coordinators and admins, and the groups each may see
   audit_events      who did what to which record, when (never message content)
   tombstones        hashes of erased messages, so a re-poll does not bring them back
+  id_floors         the largest id ever given out, per table, where the table itself
+                    cannot tell (erased applications: see store.next_application_id)
   job_runs          last run of scheduled jobs (digest, retention)
 """
 
@@ -307,6 +309,15 @@ class Tombstone(Base):
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IdFloor(Base):
+    """Ids at or below `value` are never handed out again for `name` (a table)."""
+
+    __tablename__ = "id_floors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
 
 
 class JobRun(Base):

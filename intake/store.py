@@ -20,6 +20,7 @@ from intake.domain import Applicant, SourceRef
 from intake.models import (
     Application,
     ApplicationMessage,
+    IdFloor,
     Message,
     MessageSource,
     MailboxState,
@@ -286,6 +287,8 @@ def get_or_create_application(session: Session, applicant: Applicant, group_code
         app.id = next_application_id(session)
         session.add(app)
     else:
+        if not _is_postgres(session):
+            app.id = next_application_id(session)  # not SQLite's own choice: see there
         try:
             with session.begin_nested():
                 session.add(app)
@@ -305,23 +308,43 @@ def get_or_create_application(session: Session, applicant: Applicant, group_code
 def next_application_id(session: Session) -> int:
     """An application id for a row not yet inserted.
 
-    PostgreSQL: the column's own sequence (unique across workers). SQLite: one more than
-    the largest in the table (what SQLite itself would choose), then counted on in memory
-    for the rest of the transaction. That is read before the batch takes the write lock: if
-    another writer inserts an application meanwhile, the batch's INSERT fails on the primary
-    key and the pipeline stores the batch again carefully, where SQLite picks the ids."""
+    PostgreSQL: the column's own sequence (unique across workers, never reused). SQLite: one
+    more than the largest in the table or ever erased from it (the id floor), then counted
+    on in memory for the rest of the transaction. SQLite alone would reuse an erased newest
+    id, and with it a reference its applicant may still quote in a subject line, which
+    would file their mail with someone else's application. The largest id is read before
+    the batch takes the write lock: if another writer inserts an application meanwhile, the
+    batch's INSERT fails on the primary key and the pipeline stores the batch again
+    carefully, holding the lock from the start."""
     # Without an autoflush: the batch's rows are written together at its end.
     with session.no_autoflush:
-        if session.get_bind().dialect.name == "postgresql":
+        if _is_postgres(session):
             return int(session.execute(text("SELECT nextval(pg_get_serial_sequence('applications', 'id'))")).scalar_one())
         last = session.info.get(_LAST_ID_KEY)
         if last is None:
-            last = session.execute(select(func.max(Application.id))).scalar() or 0
+            largest = session.execute(select(func.max(Application.id))).scalar() or 0
+            floor = session.get(IdFloor, APPLICATION_ID_FLOOR)
+            last = max(largest, floor.value if floor is not None else 0)
     session.info[_LAST_ID_KEY] = last + 1
     return last + 1
 
 
 _LAST_ID_KEY = "intake.last_application_id"
+APPLICATION_ID_FLOOR = "applications"
+
+
+def keep_application_ids_retired(session: Session, ids: Iterable[int]) -> None:
+    """Before applications are deleted (erasure): their ids are never handed out again."""
+    largest = max(ids, default=0)
+    floor = session.get(IdFloor, APPLICATION_ID_FLOOR)
+    if floor is None:
+        session.add(IdFloor(name=APPLICATION_ID_FLOOR, value=largest))
+    elif floor.value < largest:
+        floor.value = largest
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _fill_blanks(app: Application, applicant: Applicant) -> None:

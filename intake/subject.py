@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, String, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from intake import store
 from intake.audit import record
 from intake.crypto import RawCipher, tombstone_hashes
 from intake.domain import SourceRef
@@ -370,6 +371,7 @@ def _delete(session: Session, fp: Footprint) -> None:
             session.execute(delete(model).where(model.message_pk.in_(msgs)).execution_options(**opts))
         session.execute(delete(Message).where(Message.id.in_(msgs)).execution_options(**opts))
     if apps:
+        store.keep_application_ids_retired(session, apps)  # their references may still be quoted to us
         session.execute(delete(Application).where(Application.id.in_(apps)).execution_options(**opts))
     if fp.quarantine:
         session.execute(delete(Quarantine).where(Quarantine.id.in_(fp.quarantine)).execution_options(**opts))

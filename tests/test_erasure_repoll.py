@@ -87,3 +87,45 @@ def test_erase_can_delete_the_mail_from_the_mailbox(tmp_path, dovecot, boxes) ->
     assert "mailbox swig: deleted 1 messages" in out
     remaining = dovecot.fetch_all(boxes["SWIG"], "INBOX")
     assert len(remaining) == 1 and b"ravi.ramen@example.nhs.uk" in remaining[0]
+
+
+@pytest.mark.parametrize("careful", [False, True], ids=["batch", "message by message"])
+def test_an_erased_applications_reference_is_never_given_to_someone_else(tmp_path, dovecot, mail_account, careful) -> None:
+    """Priya's application is the newest when she is erased. Nobody may get her id (and so
+    her reference) after her: she may still quote it, and her mail would be filed with
+    theirs. SQLite alone reuses the largest id once its row is deleted."""
+    from intake.db import make_engine as engine_for
+    from tests.support.config import write_config as config_for
+
+    user, _ = mail_account("floor")
+    config = config_for(tmp_path, mailboxes=[MailboxSpec("swig", user, "pw", port=dovecot.port, group="SWIG")],
+                        sections={"ack": {"enabled": False}, "worker": {"batch_size": 1 if careful else 200}})
+    key = generate_key()
+    url = _database_url(config)
+    dovecot.append(user, "INBOX", make_mail(from_=PERSON, to=user, body="Hello,\nI would like to join.\nPriya Raman\n"))
+    _cli(config, "run", "--once", "--no-web", key=key)
+    sessions = make_sessionmaker(engine_for(url))
+    with sessions() as session:
+        hers = session.execute(select(Application).where(Application.email == EMAIL)).scalar_one()
+        her_id, her_reference = hers.id, hers.reference
+    _cli(config, "subject", "erase", EMAIL, "--yes", key=key)
+
+    # Batches of one message are stored carefully (a savepoint each), larger ones in one
+    # pass: the two hand out ids on different paths.
+    newcomers = [make_mail(from_=f"Ravi Ramen {i} <ravi{i}@example.nhs.uk>", to=user) for i in range(3)]
+    for data in newcomers:
+        dovecot.append(user, "INBOX", data)
+    dovecot.append(user, "INBOX", make_mail(from_=PERSON, to=user, subject=f"Re: Your interest in SWIG [{her_reference}]",
+                                            body="Any news?\nPriya Raman\n"))
+    _cli(config, "run", "--once", "--no-web", key=key)
+    with sessions() as session:
+        others = list(session.execute(select(Application).where(Application.email != EMAIL)).scalars())
+        assert len(others) == len(newcomers)
+        assert all(a.id > her_id and a.reference != her_reference for a in others)
+        assert all(len(a.messages) == 1 for a in others)  # her follow-up is not filed with them
+
+
+def _database_url(config: Path) -> str:
+    from intake.config import load_settings
+
+    return load_settings(config, env={})["database.url"]
