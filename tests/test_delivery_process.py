@@ -106,3 +106,44 @@ def test_the_service_delivers_a_backlog_from_a_second_process_and_stops_cleanly(
     assert "delivering from a second process" in out
     assert re.search(r"delivery process: sent \d+", out), out
     assert _acks_by_recipient(smtp_server) == {f"applicant{i}@example.nhs.uk": 1 for i in range(16)}
+
+
+def test_a_stop_signal_ends_the_delivery_process_after_its_current_pass(tmp_path, smtp_server) -> None:
+    """SIGTERM (the service stopping) mid-pass: the pass's rows are sent and recorded, the
+    rest stay pending for the next run, and none is left 'sending'."""
+    import datetime as dt
+    import os
+    import signal
+    import time
+
+    from sqlalchemy import func, select
+
+    from intake.config import load_settings
+    from intake.db import make_engine, make_sessionmaker, upgrade
+    from intake.delivery_process import _PASS
+    from intake.models import Outbox
+
+    settings = load_settings(write_config(tmp_path, mailboxes=[], smtp_port=smtp_server.port), env={})
+    upgrade(settings["database.url"])
+    engine = make_engine(settings["database.url"])
+    sessions = make_sessionmaker(engine)
+    total = _PASS + 50
+    now = dt.datetime.now(dt.timezone.utc)
+    with sessions.begin() as session:
+        session.add_all(Outbox(to_address=f"a{i}@example.nhs.uk", message_id=f"ack-{i}@example.org", next_attempt_at=now,
+                               body=f"Subject: ack {i}\r\n\r\nHello\r\n".encode()) for i in range(total))
+    smtp_server.slow_down(0.01)  # a pass of 100 takes a second or more: the signal lands inside the first
+    process = DeliveryProcess(settings).start()
+    deadline = time.monotonic() + 30
+    while not smtp_server.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert smtp_server.messages, "the delivery process sent nothing"
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGTERM)
+    report = process.finish()
+    assert report is not None and report.sent == _PASS
+    with sessions() as session:
+        counts = dict(session.execute(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
+    engine.dispose()
+    assert counts == {"sent": _PASS, "pending": total - _PASS}
+    assert len({r.rcpt_tos[0] for r in smtp_server.messages}) == len(smtp_server.messages) == _PASS

@@ -7,7 +7,8 @@
 It records every accepted envelope and raw message (`.messages`), and every session's
 authenticated login (`.logins`). It can answer with an error for the next N messages
 (`fail_next(451, n)`; a 421 also closes the connection, as RFC 5321 says a server does),
-drop the connection at the end of DATA without answering (`drop_next(n)`), and be stopped
+drop the connection at the end of DATA without answering (`drop_next(n)`), answer slowly
+(`slow_down(seconds)`), and be stopped
 and started again on the same port to simulate an outage.
 """
 
@@ -44,9 +45,12 @@ class _Handler:
     failures: list[tuple[int, str]] = field(default_factory=list)
     drops: int = 0
     logins: list[str] = field(default_factory=list)
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             if self.drops:
                 self.drops -= 1
@@ -123,6 +127,11 @@ class SmtpServer:
         with self.handler.lock:
             self.handler.failures.extend([(code, text)] * count)
 
+    def slow_down(self, seconds: float) -> None:
+        """Take this long to answer the end of DATA of every message from now on."""
+        with self.handler.lock:
+            self.handler.delay = seconds
+
     def drop_next(self, count: int = 1) -> None:
         """Cut the connection at the end of DATA of the next `count` messages, unanswered."""
         with self.handler.lock:
@@ -134,4 +143,5 @@ class SmtpServer:
             self.handler.failures.clear()
             self.handler.logins.clear()
             self.handler.drops = 0
+            self.handler.delay = 0.0
 
