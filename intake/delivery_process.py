@@ -95,7 +95,7 @@ def deliver_until_done(settings: Settings, polls_done: threading.Event,
     from intake.clock import SystemClock
     from intake.db import make_engine, make_sessionmaker
     from intake.delivery import deliver_due
-    from intake.worker import worker_id
+    from intake.store import worker_id
 
     engine = make_engine(settings["database.url"], busy_timeout=settings["database.busy_timeout"])
     sessions = make_sessionmaker(engine)

@@ -100,8 +100,13 @@ class Lease:
         return result.rowcount == 1
 
 
+def worker_id() -> str:
+    """This process as the owner of leases and claims: 'host:pid'."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _dead_local_process(owner: str) -> bool:
-    """True for a 'host:pid' owner on this host whose process no longer exists."""
+    """True for a 'host:pid' owner (a worker_id) on this host whose process no longer exists."""
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
-import socket
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -24,15 +22,12 @@ from intake.config import MailboxConfig, Settings
 from intake.db import engine_of
 from intake.delivery import DELIVERY_BATCH
 from intake.pipeline import PollReport, Ports, poll_mailbox
+from intake.store import worker_id
 
 if TYPE_CHECKING:
     from intake.delivery_process import DeliveryProcess
 
 log = logging.getLogger(__name__)
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def build_ports(settings: Settings, clock: Clock) -> Ports:
