@@ -1,4 +1,5 @@
-"""Outbox delivery in a second process, beside the polls of `intake run --once`.
+"""Outbox delivery in a second process, beside a poll that meets a backlog (the polls of
+`intake run --once`, or one scheduled poll of the service).
 
 Why a process: reading, parsing and storing mail is CPU-bound Python, and so is much of
 delivery's own work (claiming rows, speaking SMTP). A thread beside the polls shares the

@@ -20,7 +20,7 @@ from intake import store
 from intake.clock import Clock, SystemClock, utc
 from intake.config import MailboxConfig, Settings
 from intake.db import engine_of
-from intake.delivery import DELIVERY_BATCH
+from intake.delivery import DELIVERY_BATCH, DeliveryReport, deliver_due
 from intake.pipeline import PollReport, Ports, poll_mailbox
 from intake.store import worker_id
 
@@ -98,9 +98,7 @@ def run_once(settings: Settings, sessions: sessionmaker[Session], ports: Ports) 
     return report
 
 
-def _deliver_batch(sessions: sessionmaker[Session], settings: Settings, ports: Ports):  # type: ignore[no-untyped-def]
-    from intake.delivery import deliver_due
-
+def _deliver_batch(sessions: sessionmaker[Session], settings: Settings, ports: Ports) -> DeliveryReport:
     return deliver_due(sessions, settings, ports.clock, worker_id=worker_id(), limit=DELIVERY_BATCH)
 
 
@@ -131,7 +129,8 @@ class _DeliveryBeside:
         log.info("%d acknowledgements queued: delivering from a second process (pid %s) beside the polls",
                  self.queued, self.process.pid)
 
-    def finish(self):  # type: ignore[no-untyped-def]
+    def finish(self) -> DeliveryReport | None:
+        """The process's report (None when none ran, or it died: the worker delivers the rest)."""
         return self.process.finish() if self.process is not None else None
 
 
@@ -139,11 +138,9 @@ class _DeliveryTotals:
     """Delivery reports of one cycle added up (from the delivery process and the final drain)."""
 
     def __init__(self) -> None:
-        from intake.delivery import DeliveryReport
-
         self.total = DeliveryReport()
 
-    def add(self, batch):  # type: ignore[no-untyped-def]
+    def add(self, batch: DeliveryReport) -> DeliveryReport:
         self.total = self.total + batch
         return batch
 
@@ -172,11 +169,9 @@ class CoalescingJob:
 
 
 def delivery_job(sessions: sessionmaker[Session], settings: Settings, ports: Ports) -> CoalescingJob:
-    from intake.delivery import deliver_due
-
     def deliver() -> None:
         result = deliver_due(sessions, settings, ports.clock, worker_id=worker_id())
-        if any(getattr(result, f, 0) for f in ("sent", "retried", "failed")):
+        if result.sent or result.retried or result.failed:
             log.info("delivery: %s", result)
 
     return CoalescingJob("delivery", deliver)
@@ -198,10 +193,10 @@ def mailbox_job(sessions: sessionmaker[Session], settings: Settings, mailbox: Ma
         try:
             report = poll_mailbox(sessions, settings, mailbox, ports, worker=worker_id(), on_batch=beside.after_batch)
         finally:
-            sent_beside = beside.finish()
+            beside_report = beside.finish()
         log.info(report.summary(), extra={"mailbox": mailbox.name})
-        if sent_beside is not None:
-            log.info("delivery process: %s", sent_beside)
+        if beside_report is not None:
+            log.info("delivery process: %s", beside_report)
         if report.acks_queued and deliver is not None:
             deliver()
 
