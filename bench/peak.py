@@ -19,8 +19,9 @@ import runpy
 import sys
 
 
-def _vm_hwm_kb() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
+def vm_hwm_kb(pid: int | str = "self") -> int:
+    """A process's peak RSS so far (KB), from /proc (0 if it shows none)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
@@ -32,7 +33,7 @@ def _write_peak() -> None:
     if path:
         with open(path, "w", encoding="ascii") as out:
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            out.write(f"{_vm_hwm_kb()} {usage.ru_utime + usage.ru_stime:.3f}")
+            out.write(f"{vm_hwm_kb()} {usage.ru_utime + usage.ru_stime:.3f}")
 
 
 def main() -> None:
