@@ -41,6 +41,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -225,6 +226,15 @@ class Outbox(Base):
     # Set when the message is stored in the same flush (its id is not known yet). No backref:
     # deleting a message leaves this to the database (ON DELETE SET NULL).
     source_message: Mapped[Message | None] = relationship(foreign_keys=[source_message_pk])
+
+
+# The look-ups the pipeline makes per poll batch or per message, which scanned the whole
+# outbox without these: an address's recent replies (the one-per-window rule), the replies
+# of the last hour (the hourly cap), and a reply by the Message-ID a follow-up or bounce
+# quotes (compared case-blind).
+Index("ix_outbox_recipient_created", func.lower(Outbox.to_address), Outbox.created_at)
+Index("ix_outbox_kind_created", Outbox.kind, Outbox.created_at, Outbox.status)
+Index("ix_outbox_message_id_lower", func.lower(Outbox.message_id))
 
 
 class OutboxApplication(Base):

@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email import policy as email_policy
-from typing import Callable, ContextManager, Iterator, Protocol, Sequence
+from typing import Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,6 +62,7 @@ class AckPort(Protocol):
                 applications: list[Application], mailbox: MailboxConfig,
                 mailbox_first_connected_at: dt.datetime | None) -> object | None: ...
     def record_bounce(self, session: Session, inbound: InboundMessage) -> list[object]: ...
+    def prepare(self, session: Session, recipients: Iterable[str]) -> None: ...
 
 
 class CipherPort(Protocol):
@@ -226,6 +227,8 @@ def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: M
         if careful:
             _renew(session, lease, ports, mailbox)
         index = BatchIndex.load(session, raws)
+        if ports.acknowledger is not None:
+            ports.acknowledger.prepare(session, index.senders)
         while raws:
             _ingest_one(session, settings, mailbox, raws.popleft(), ports, batch, first_connected, index,
                         careful=careful)
@@ -290,6 +293,7 @@ class BatchIndex:
     erased_or_quarantined: set[str]
     keys: dict[str, str] = field(default_factory=dict)  # content hash -> dedupe key, read once
     applications: store.KnownApplications = field(default_factory=store.KnownApplications)
+    senders: frozenset[str] = frozenset()  # the From and Reply-To addresses, lower case
 
     @classmethod
     def load(cls, session: Session, raws: Sequence[RawMessage]) -> "BatchIndex":
@@ -303,7 +307,7 @@ class BatchIndex:
         senders = {e for head in heads.values() for e in head.senders}
         return cls(store.known_sources(session, [r.ref for r in raws]), store.messages_by_key(session, keys.values()),
                    store.messages_by_hash(session, hashes), blocked, keys,
-                   store.KnownApplications(store.applications_by_email(session, senders)))
+                   store.KnownApplications(store.applications_by_email(session, senders)), frozenset(senders))
 
     def key_of(self, raw: RawMessage) -> str:
         key = self.keys.get(raw.content_hash)

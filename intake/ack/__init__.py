@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import jinja2
 from sqlalchemy import func, or_, select
@@ -38,6 +38,11 @@ __all__ = ["Acknowledger", "LOOP_HEADER", "seed_dates", "import_dates", "upcomin
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 TRIAGE_GROUP = Group(code=TRIAGE, display="Your message", name="Your message to Building Leadership for Inclusion")
+
+
+# One reply in the window: kind, group codes, created at, and the row when this transaction
+# added it (None when read from the database).
+_Sent = tuple[str, list[str], dt.datetime, "Outbox | None"]
 
 
 @dataclass(frozen=True)
@@ -200,39 +205,51 @@ class Acknowledger:
             return Group(code=code, display=code, name=code)
 
     # -- facts from the outbox -----------------------------------------------------------
+    def prepare(self, session: Session, recipients: Iterable[str]) -> None:
+        """The addresses this transaction (a poll batch) is likely to reply to: their recent
+        replies are then read in one query, at the first enqueue."""
+        wanted = session.info.setdefault("intake.recent_wanted", set())
+        wanted.update(r.lower() for r in recipients if r)
+
     def _recent(self, session: Session, to: str, now: dt.datetime) -> "RecentReplies":
         """What we sent this recipient within the window."""
         if not to:
             return RecentReplies(frozenset(), False)
         since = now - dt.timedelta(hours=self.settings["ack.window_hours"])
-        rows = [(kind, codes) for kind, codes, created, row in self._window(session, since).get(to.lower(), ())
+        rows = [(kind, codes) for kind, codes, created, row in self._window(session, since, to.lower())
                 if created >= since and (row is None or row in session)]  # a row rolled back with its message is gone
         acked = frozenset(code for kind, codes in rows if kind == "ack" for code in (codes or []))
         return RecentReplies(acked, any(kind == "withdrawal" for kind, _ in rows))
 
-    def _window(self, session: Session, since: dt.datetime) -> dict[str, list[tuple[str, list[str], dt.datetime, Outbox | None]]]:
-        # Read once per transaction (a poll batch) and kept current by _remember: a query per
-        # message scanned the whole outbox (lower(to_address) has no index), which made a
-        # backlog quadratic.
+    def _window(self, session: Session, since: dt.datetime, to: str) -> list[_Sent]:
+        # The replies to the batch's recipients (see prepare) are read in one query at the
+        # first miss, through the index on lower(to_address), and kept current by _remember.
+        # Reading the whole window once per batch instead made a backlog quadratic: each
+        # batch read every acknowledgement of the run so far.
         # Without an autoflush: the batch's rows are written together at its end (on SQLite,
-        # taking the write lock only then), and no outbox row of this transaction exists
-        # before this first read (enqueue reads it before adding its row).
-        cache = session.info.get("intake.recent_replies")
-        if cache is None:
-            cache = {}
-            with session.no_autoflush:
-                rows = list(session.execute(select(
-                    func.lower(Outbox.to_address), Outbox.kind, Outbox.group_codes, Outbox.created_at).where(
-                    Outbox.kind.in_(("ack", "withdrawal")), Outbox.created_at >= since, Outbox.status != "failed")))
-            for to, kind, codes, created in rows:
-                cache.setdefault(to, []).append((kind, codes, utc(created), None))
-            session.info["intake.recent_replies"] = cache
-        return cache
+        # taking the write lock only then). An address is read before this transaction adds
+        # a row to it (enqueue and _remember both come here first), so no row is counted twice.
+        cache: dict[str, list[_Sent]] = session.info.setdefault("intake.recent_replies", {})
+        if to in cache:
+            return cache[to]
+        wanted = session.info.get("intake.recent_wanted", set())
+        load = sorted((wanted - cache.keys()) | {to})
+        for address in load:
+            cache[address] = []
+        with session.no_autoflush:
+            for chunk in _chunks(load, 500):
+                for address, kind, codes, created in session.execute(select(
+                        func.lower(Outbox.to_address), Outbox.kind, Outbox.group_codes, Outbox.created_at).where(
+                        func.lower(Outbox.to_address).in_(chunk), Outbox.created_at >= since,
+                        Outbox.kind.in_(("ack", "withdrawal")), Outbox.status != "failed")):
+                    cache[address].append((kind, codes, utc(created), None))
+        return cache[to]
 
     def _remember(self, session: Session, row: Outbox) -> None:
-        cache = session.info.get("intake.recent_replies")
-        if cache is not None and row.kind in ("ack", "withdrawal"):
-            cache.setdefault(row.to_address.lower(), []).append((row.kind, list(row.group_codes), utc(row.created_at), row))
+        if row.kind in ("ack", "withdrawal"):
+            since = utc(row.created_at) - dt.timedelta(hours=self.settings["ack.window_hours"])
+            self._window(session, since, row.to_address.lower()).append(
+                (row.kind, list(row.group_codes), utc(row.created_at), row))
 
     def _sent_last_hour(self, session: Session, now: dt.datetime) -> int:
         # Counted once per transaction (a poll batch), then kept current in memory: the
@@ -270,6 +287,10 @@ def _memoise_wordwrap(env: jinja2.Environment) -> None:
         return wrapped(s, width, break_long_words, wrapstring, break_on_hyphens)
 
     env.filters["wordwrap"] = wordwrap
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 def _read_notice(settings: Settings) -> str:
