@@ -12,6 +12,7 @@ sending replies. "Serial ceiling" = 1 / (sum of the stages' per-message costs).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import resource
@@ -119,9 +120,9 @@ def stage_reply(parsed, settings) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-def end_to_end(config: Path, profile: bool) -> tuple[float, float, float, int, int, str]:
+def end_to_end(config: Path, profile: bool) -> tuple[float, float, float, int, "ChildPeaks", str]:
     """Seconds, CPU seconds of the worker and of its children, peak RSS (KB) of the worker
-    itself, the sum of its child processes' peaks (KB; the delivery process), its stdout.
+    itself, what was sampled of its child processes (delivery, parsing), its stdout.
 
     The peak is the worker's own VmHWM, written at exit by bench/peak.py: wait4()'s
     ru_maxrss would also count this benchmark's own peak (vfork + exec carries it over),
@@ -149,35 +150,65 @@ def end_to_end(config: Path, profile: bool) -> tuple[float, float, float, int, i
             raise subprocess.CalledProcessError(proc.returncode, cmd, out.read(), err.read())
         peak_text, own_cpu_text = (Path(peak_file.name).read_text() or "0 0").split()
         peak_kb, own_cpu = int(peak_text), float(own_cpu_text)
-        return (elapsed, own_cpu, usage.ru_utime + usage.ru_stime - own_cpu, peak_kb, children.total_kb(),
+        return (elapsed, own_cpu, usage.ru_utime + usage.ru_stime - own_cpu, peak_kb, children,
                 out.read().decode("utf-8", "replace"))
 
 
 class ChildPeaks(threading.Thread):
-    """Samples the peak RSS (VmHWM) of the worker's child processes every 50 ms while it runs."""
+    """Samples the worker's child processes every 50 ms while it runs: each one's kind (from
+    its command line), peak RSS (VmHWM) and CPU seconds so far, and the largest sum of the
+    worker's and its children's RSS seen in one sample (what they held at once)."""
+
+    KINDS = {b"intake.delivery_process": "delivery", b"intake.parse_process": "parse"}
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.peaks, self._stop_event = pid, {}, threading.Event()
+        self.pid, self._stop_event = pid, threading.Event()
+        self.kind: dict[str, str] = {}
+        self.peaks: dict[str, int] = {}
+        self.cpu: dict[str, float] = {}
+        self.together_kb = 0
 
     def run(self) -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
         while not self._stop_event.wait(0.05):
             try:
                 pids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+                together = _status_kb(self.pid, "VmRSS:")
             except OSError:
                 continue
             for child in pids:
                 try:
+                    if child not in self.kind:
+                        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                        self.kind[child] = next((k for m, k in self.KINDS.items() if m in cmdline), "other")
                     self.peaks[child] = max(self.peaks.get(child, 0), vm_hwm_kb(child))
+                    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                    self.cpu[child] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+                    together += _status_kb(child, "VmRSS:")
                 except OSError:  # it has just exited
                     continue
+            self.together_kb = max(self.together_kb, together)
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
 
-    def total_kb(self) -> int:
-        return sum(self.peaks.values())
+    def by_kind(self) -> dict[str, tuple[int, int, float]]:
+        """Kind -> (processes, largest peak RSS in KB, CPU seconds as last sampled)."""
+        out: dict[str, tuple[int, int, float]] = {}
+        for child, kind in self.kind.items():
+            count, peak, cpu = out.get(kind, (0, 0, 0.0))
+            out[kind] = (count + 1, max(peak, self.peaks.get(child, 0)), cpu + self.cpu.get(child, 0.0))
+        return out
+
+
+def _status_kb(pid: int | str, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -202,16 +233,25 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def per_message_times(db_url: str) -> list[float]:
-    """Intervals between consecutive messages' processing times (per-message cost)."""
-    from sqlalchemy import select
+def per_message_times(db_url: str) -> tuple[list[float], float, float]:
+    """Intervals between consecutive messages' processing times (per-message cost), and the
+    seconds from the first message's processing to the last one's and to the last send."""
+    from sqlalchemy import func, select
 
     from intake.db import make_engine, make_sessionmaker
-    from intake.models import Message
+    from intake.models import Message, Outbox
 
     with make_sessionmaker(make_engine(db_url))() as s:
-        stamps = sorted(t.timestamp() for t in s.execute(select(Message.fetched_at)).scalars())
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+        stamps = sorted(_seconds(t) for t in s.execute(select(Message.fetched_at)).scalars())
+        last_sent = s.execute(select(func.max(Outbox.sent_at))).scalar_one()
+    if not stamps:
+        return [], 0.0, 0.0
+    sent = (_seconds(last_sent) if last_sent else stamps[-1]) - stamps[0]
+    return [b - a for a, b in zip(stamps, stamps[1:])], stamps[-1] - stamps[0], sent
+
+
+def _seconds(t: dt.datetime) -> float:
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()  # stored as UTC
 
 
 def pct(values: list[float], q: float) -> float:
@@ -249,11 +289,11 @@ def main() -> int:
             n = len(raws)
             del raws, parsed
             cpu_before = own_cpu_seconds(), group_cpu_seconds(dovecot.master_pid())
-            t_e2e, cpu_worker, cpu_children, peak_kb, children_kb, out = end_to_end(config, args.profile)
+            t_e2e, cpu_worker, cpu_children, peak_kb, children, out = end_to_end(config, args.profile)
             cpu_sink = own_cpu_seconds() - cpu_before[0]
             cpu_imap = group_cpu_seconds(dovecot.master_pid()) - cpu_before[1]
             acks = len(smtp.messages)
-            times = per_message_times(db_url)
+            times, polls_span, sends_span = per_message_times(db_url)
     finally:
         smtp.stop()
         dovecot.cleanup()
@@ -268,17 +308,23 @@ def main() -> int:
     print(f"  end to end (intake run --once):     {rate:,.0f} msg/s  ({t_e2e:.1f} s, {acks} acks accepted by SMTP)")
     cpu_all = cpu_worker + cpu_children + cpu_sink + cpu_imap
     cores = os.cpu_count() or 1
-    print(f"  CPU per message: worker {cpu_worker / n * 1000:.2f} ms, its delivery process {cpu_children / n * 1000:.2f} ms, "
-          f"SMTP sink {cpu_sink / n * 1000:.2f} ms, IMAP server {cpu_imap / n * 1000:.2f} ms")
-    print(f"  busy: worker {cpu_worker / t_e2e:.0%} of one core, delivery process {cpu_children / t_e2e:.0%}; "
+    kinds = children.by_kind()
+    helpers = ", ".join(f"{kind} {cpu / n * 1000:.2f} ms" for kind, (_, _, cpu) in sorted(kinds.items())) or "none ran"
+    print(f"  CPU per message: worker {cpu_worker / n * 1000:.2f} ms; its helper processes {cpu_children / n * 1000:.2f} ms "
+          f"({helpers}); SMTP sink {cpu_sink / n * 1000:.2f} ms, IMAP server {cpu_imap / n * 1000:.2f} ms")
+    print(f"  busy: worker {cpu_worker / t_e2e:.0%} of one core, its helpers {cpu_children / t_e2e:.0%}; "
           f"all of them {cpu_all / t_e2e / cores:.0%} of {cores} cores")
     print(f"  end to end / serial ceiling:        {rate / ceiling:.0%}")
     print(f"  end to end / peer helpdesk ({PEER_MSGS_PER_S:.0f} msg/s, quoted): {rate / PEER_MSGS_PER_S:.1f}x")
+    print(f"  from the first message stored: the last stored after {polls_span:.1f} s, the last ack sent after {sends_span:.1f} s")
     print(f"  per message: p50 {pct(times, 0.5) * 1000:.2f} ms, p95 {pct(times, 0.95) * 1000:.2f} ms")
-    print(f"  peak RSS of the worker process: {peak_kb / 1024:.0f} MB; of its child processes "
-          f"(the delivery process): {children_kb / 1024:.0f} MB together")
+    helper_peaks = ", ".join(f"{kind} {peak / 1024:.0f} MB ({count} process{'es' if count > 1 else ''})"
+                             for kind, (count, peak, _) in sorted(kinds.items())) or "none ran"
+    print(f"  peak RSS: worker {peak_kb / 1024:.0f} MB; each helper at most: {helper_peaks}; "
+          f"worker and helpers at once {children.together_kb / 1024:.0f} MB (sampled every 50 ms)")
     print(json.dumps({"n": n, "msg_per_s": round(rate, 1), "ceiling": round(ceiling, 1), "fraction": round(rate / ceiling, 3),
-                      "peak_rss_mb": round(peak_kb / 1024), "children_peak_rss_mb": round(children_kb / 1024), "acks": acks}))
+                      "peak_rss_mb": round(peak_kb / 1024), "together_rss_mb": round(children.together_kb / 1024),
+                      "acks": acks}))
     return 0
 
 

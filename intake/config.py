@@ -47,6 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker", "batch_size", int, 200, "Messages fetched and stored per transaction."),
     Setting("worker", "max_message_bytes", int, 25 * 1024 * 1024, "Messages larger than this are stored and flagged, not parsed in full."),
     Setting("worker", "delivery_interval", int, 10, "Seconds between runs of the outbox delivery job."),
+    Setting("worker", "parse_process_after", int, 200, "A poll that finds this many messages waiting parses them in a second process, one batch ahead of storing them (a backlog clears faster on a second core); 0 keeps parsing in the worker."),
     Setting("worker", "delivery_process_after", int, 200, "Once a poll (or `intake run --once`) has queued this many acknowledgements, a second process delivers them while it reads on (a backlog clears faster on a second core); 0 keeps delivery in the worker."),
     Setting("worker", "lease_seconds", int, 300, "A worker's claim on a mailbox expires after this long without renewal (several workers on PostgreSQL)."),
     Setting("smtp", "host", str, "127.0.0.1", "SMTP server for outgoing mail."),

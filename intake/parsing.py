@@ -25,12 +25,14 @@ import datetime as dt
 import functools
 import re
 import uuid
+from dataclasses import dataclass
 from email import policy as email_policy
 from email.header import decode_header, make_header
 from email.message import Message as StdMessage
 from email.feedparser import BytesFeedParser
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Union
 
 import mailparser
 
@@ -49,6 +51,25 @@ class UnparseableMessage(IntakeError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    """`parse_or_reason`'s answer for bytes nothing usable could be read from: a value, not
+    an exception, because it crosses from the parse process to the worker."""
+
+    reason: str
+
+
+ParseResult = Union[InboundMessage, Unparseable]
+
+
+def parse_or_reason(data: bytes, *, max_bytes: int = 25 * 1024 * 1024) -> ParseResult:
+    """`parse`, with an unparseable message as a value."""
+    try:
+        return parse(data, max_bytes=max_bytes)
+    except UnparseableMessage as exc:
+        return Unparseable(exc.reason)
 
 
 def parse(data: bytes, *, max_bytes: int = 25 * 1024 * 1024) -> InboundMessage:

@@ -40,7 +40,8 @@ from intake.config import MailboxConfig, Settings
 from intake.domain import TRIAGE, InboundMessage, Kind, RawMessage, Route, Verdict
 from intake.errors import MailboxError, MailboxUnavailable
 from intake.models import Application, AttachmentRow, MailboxState, Message, Quarantine, RawMessageRow
-from intake.parsing import UnparseableMessage, parse
+from intake.parse_process import ParseAhead
+from intake.parsing import ParseResult, Unparseable, parse_or_reason
 from intake.routing import route
 
 log = logging.getLogger(__name__)
@@ -184,25 +185,79 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
     if mailbox.move_to:
         _finish_pending_moves(box, mailbox, last_uid)
     remaining = len(all_new)
-    for uids in _batches(all_new, box.sizes(all_new), settings["worker.batch_size"], BATCH_BYTES):
-        remaining -= len(uids)
-        # Most batches store every message cleanly: they run without a savepoint per message
-        # (about a fifth of the ingestion cost). When one message fails, the batch is rolled
-        # back and read again with a savepoint around each message, so only that one is
-        # quarantined. A batch of one message needs no second try.
-        careful = len(uids) == 1
-        try:
-            batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
-                                 careful=careful)
-        except _RetryCarefully as retry:
-            log.info("mailbox %s: batch of %d read again message by message: %s", mailbox.name, len(uids), retry)
-            batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
-                                 careful=True)
-        report.add(batch)
-        if on_batch is not None:
-            on_batch(batch)
-        if mailbox.move_to:
-            box.move(uids, mailbox.move_to)
+    batches = _batches(all_new, box.sizes(all_new), settings["worker.batch_size"], BATCH_BYTES)
+    ahead = _parse_ahead(settings, mailbox, len(all_new))
+    try:
+        for uids, raws, parsed in _fetched(box, batches, ahead):
+            remaining -= len(uids)
+            # Most batches store every message cleanly: they run without a savepoint per
+            # message (about a fifth of the ingestion cost). When one message fails, the
+            # batch is rolled back and read again with a savepoint around each message, so
+            # only that one is quarantined. A batch of one message needs no second try.
+            careful = len(uids) == 1
+            try:
+                batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
+                                     careful=careful, raws=raws, parsed=parsed)
+            except _RetryCarefully as retry:
+                log.info("mailbox %s: batch of %d read again message by message: %s", mailbox.name, len(uids), retry)
+                batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
+                                     careful=True, parsed=parsed)
+            report.add(batch)
+            if on_batch is not None:
+                on_batch(batch)
+            if mailbox.move_to:
+                box.move(uids, mailbox.move_to)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _parse_ahead(settings: Settings, mailbox: MailboxConfig, waiting: int) -> ParseAhead | None:
+    """A parse process for a poll that finds a backlog (intake/parse_process.py); None for a
+    few messages, or when it cannot start (the poll then parses as it stores)."""
+    threshold = settings["worker.parse_process_after"]
+    if threshold <= 0 or waiting < threshold:
+        return None
+    try:
+        ahead = ParseAhead(settings["worker.max_message_bytes"]).start()
+    except Exception as exc:  # noqa: BLE001 - no second process: parse in this one, as on a small poll
+        log.warning("mailbox %s: could not start the parse process (%s: %s); parsing here",
+                    mailbox.name, type(exc).__name__, exc)
+        return None
+    log.info("mailbox %s: %d messages waiting: parsing them one batch ahead in a second process (pid %s)",
+             mailbox.name, waiting, ahead.pid)
+    return ahead
+
+
+def _fetched(box: MailboxPort, batches: Iterable[list[int]], ahead: ParseAhead | None
+             ) -> Iterator[tuple[list[int], collections.deque[RawMessage], dict[str, ParseResult]]]:
+    """Each batch's UIDs, its fetched messages (a deque, emptied as they are stored) and the
+    parse process's results by content hash (empty without one). With the process, the next
+    batch is fetched and handed to it before this one is given out, so it is parsed there
+    while this one is stored here."""
+    current: tuple[list[int], collections.deque[RawMessage]] | None = None
+    for uids in batches:
+        raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
+        if ahead is None:
+            yield uids, raws, {}
+            continue
+        results = _collected(ahead, current[1]) if current is not None else {}
+        if sum(len(raw.data) for raw in raws) <= BATCH_BYTES:
+            ahead.submit([raw.data for raw in raws])
+        # else a message larger than a batch, alone: parsed here as it is stored, as on a
+        # small poll. Handed over, its copies in the pipe and in the answer would be held
+        # at once with the message itself, and it sets the worker's peak memory.
+        if current is not None:
+            yield current[0], current[1], results
+        current = (uids, raws)
+    if current is not None:
+        assert ahead is not None
+        yield current[0], current[1], _collected(ahead, current[1])
+
+
+def _collected(ahead: ParseAhead, raws: Sequence[RawMessage]) -> dict[str, ParseResult]:
+    results = ahead.collect()
+    return {} if results is None else {raw.content_hash: result for raw, result in zip(raws, results)}
 
 
 class _RetryCarefully(Exception):
@@ -212,13 +267,18 @@ class _RetryCarefully(Exception):
 
 def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, box: MailboxPort,
                  uids: list[int], ports: Ports, lease: "store.Lease", first_connected: dt.datetime | None,
-                 remaining: int, *, careful: bool) -> PollReport:
-    """Fetch and store one batch with its checkpoint, in one transaction; what it counted."""
+                 remaining: int, *, careful: bool, raws: collections.deque[RawMessage] | None = None,
+                 parsed: dict[str, ParseResult] | None = None) -> PollReport:
+    """Store one batch with its checkpoint, in one transaction; what it counted. `raws`: the
+    batch as fetched (else it is fetched here); `parsed`: results of the parse process by
+    content hash, taken out as they are used."""
     batch = PollReport(mailbox=mailbox.name)
     # A deque, emptied as it goes: a message's fetched copy is dropped once it is stored;
     # its bytes then live only in its row until the batch is written (a message over 1 MB
     # on SQLite is written, and let go, at once).
-    raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
+    if raws is None:
+        raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
+    parsed = parsed if parsed is not None else {}
     batch.fetched = len(raws)
     with sessions.begin() as session:
         # Renewed first when careful; in one pass, last: the rows are written by the flush
@@ -230,8 +290,10 @@ def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: M
         if ports.acknowledger is not None:
             ports.acknowledger.prepare(session, index.senders)
         while raws:
-            _ingest_one(session, settings, mailbox, raws.popleft(), ports, batch, first_connected, index,
-                        careful=careful)
+            raw = raws.popleft()
+            _ingest_one(session, settings, mailbox, raw, ports, batch, first_connected, index, careful=careful,
+                        parsed=parsed.pop(raw.content_hash, None))
+            del raw  # the deque no longer holds it: nor does this frame
         if not careful:
             try:
                 session.flush()  # the batch's rows, all at once
@@ -326,11 +388,12 @@ class BatchIndex:
 
 def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, raw: RawMessage, ports: Ports,
                 report: PollReport, first_connected: dt.datetime | None, index: BatchIndex, *,
-                careful: bool = True) -> None:
+                careful: bool = True, parsed: ParseResult | None = None) -> None:
     """Store one fetched message exactly once; quarantine it if our code fails on it.
 
     Not `careful`: no savepoint, and a failure raises _RetryCarefully (the caller rolls the
-    batch back and stores it again carefully)."""
+    batch back and stores it again carefully). `parsed`: the message as the parse process
+    read it (else it is parsed here, if it is new)."""
     ref = raw.ref
     if (ref.mailbox, ref.uidvalidity, ref.uid) in index.sources:
         report.duplicates += 1
@@ -344,7 +407,8 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
         report.duplicates += 1
         if mailbox.group and existing.kind == Kind.INTEREST.value and mailbox.group not in (existing.groups or []):
             with _savepoint(session, careful):
-                _add_mailbox_group(session, settings, mailbox, existing, raw, ports, first_connected, careful=careful)
+                _add_mailbox_group(session, settings, mailbox, existing, raw, ports, first_connected, careful=careful,
+                                   parsed=parsed)
         return
     if index.blocked(key, content_hash):
         report.duplicates += 1
@@ -352,7 +416,7 @@ def _ingest_one(session: Session, settings: Settings, mailbox: MailboxConfig, ra
     try:
         with _savepoint(session, careful):
             outcome = process_raw(session, settings, mailbox, raw, ports, first_connected, key=key, careful=careful,
-                                  known=index.applications)
+                                  known=index.applications, parsed=parsed)
     except IntegrityError as exc:
         if not careful:
             raise _RetryCarefully(f"uid {ref.uid}: {str(exc.orig).splitlines()[0][:300]}") from exc
@@ -393,19 +457,16 @@ class Outcome:
 
 def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, raw: RawMessage, ports: Ports,
                 first_connected: dt.datetime | None, *, key: str, careful: bool = True,
-                known: "store.KnownApplications | None" = None) -> Outcome:
+                known: "store.KnownApplications | None" = None, parsed: ParseResult | None = None) -> Outcome:
     """Parse, decide and store one new message in the caller's transaction (`careful`: see
-    _ingest_one; `known`: applications already read in this transaction)."""
+    _ingest_one; `known`: applications already read in this transaction; `parsed`: the
+    message as the parse process read it)."""
     now = ports.clock.now()
-    try:
-        inbound = parse(raw.data, max_bytes=settings["worker.max_message_bytes"])
-    except UnparseableMessage as exc:
-        _store_unparseable(session, mailbox, raw, ports, key, exc.reason, now)
-        _quarantine(session, raw, ports, f"unparseable: {exc.reason}")
+    inbound = parsed if parsed is not None else _parse_here(raw, settings)
+    if isinstance(inbound, Unparseable):
+        _store_unparseable(session, mailbox, raw, ports, key, inbound.reason, now)
+        _quarantine(session, raw, ports, f"unparseable: {inbound.reason}")
         return Outcome(Kind.UNPARSEABLE.value)
-    finally:
-        if len(raw.data) >= LARGE_MESSAGE:
-            _return_freed_memory()
     known = known if known is not None else store.KnownApplications()
     ctx = _classify_context(session, settings, inbound, known)
     verdict = classify(inbound, ctx)
@@ -424,6 +485,14 @@ def process_raw(session: Session, settings: Settings, mailbox: MailboxConfig, ra
                                          applications=applications, mailbox=mailbox,
                                          mailbox_first_connected_at=first_connected)
     return Outcome(verdict.kind.value, ack_queued=row is not None, message=message)
+
+
+def _parse_here(raw: RawMessage, settings: Settings) -> ParseResult:
+    try:
+        return parse_or_reason(raw.data, max_bytes=settings["worker.max_message_bytes"])
+    finally:
+        if len(raw.data) >= LARGE_MESSAGE:
+            _return_freed_memory()
 
 
 def _classify_context(session: Session, settings: Settings, inbound: InboundMessage,
@@ -504,9 +573,11 @@ def _apply_interest(session: Session, settings: Settings, mailbox: MailboxConfig
 
 def _add_mailbox_group(session: Session, settings: Settings, mailbox: MailboxConfig, message: Message,
                        raw: RawMessage, ports: Ports, first_connected: dt.datetime | None, *,
-                       careful: bool = True) -> None:
+                       careful: bool = True, parsed: ParseResult | None = None) -> None:
     """One message sent to two group mailboxes: stored once, an application in each group."""
-    inbound = parse(raw.data, max_bytes=settings["worker.max_message_bytes"])
+    inbound = parsed if parsed is not None else _parse_here(raw, settings)
+    if isinstance(inbound, Unparseable):  # stored as interest before, so not expected
+        return
     applicant = extract_applicant(inbound)
     if applicant is None:
         return
