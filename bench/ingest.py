@@ -179,7 +179,7 @@ class ChildPeaks(threading.Thread):
                 continue
             for child in pids:
                 try:
-                    if child not in self.kind:
+                    if self.kind.get(child, "other") == "other":  # sampled before its exec: look again
                         cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
                         self.kind[child] = next((k for m, k in self.KINDS.items() if m in cmdline), "other")
                     self.peaks[child] = max(self.peaks.get(child, 0), vm_hwm_kb(child))
