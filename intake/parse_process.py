@@ -70,11 +70,6 @@ class ParseAhead:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    @property
-    def working(self) -> bool:
-        """False once the process has failed (or was closed): the caller parses itself."""
-        return self._process is not None
-
     def submit(self, batch: Sequence[bytes]) -> None:
         """Hand a batch to the process (a no-op once it has failed: `collect` then says so)."""
         assert self._outstanding == 0, "collect the batch before submitting the next"

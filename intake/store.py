@@ -227,13 +227,14 @@ def applications_for_thread(session: Session, message_ids: Iterable[str], refere
 def applications_by_email(session: Session, emails: Iterable[str]) -> dict[str, list[Application]]:
     """Every application of each address (lower case), in one query; [] for an address with none."""
     found: dict[str, list[Application]] = {e.lower(): [] for e in emails if e}
-    for chunk in _chunks(sorted(found), 500):
+    for chunk in chunks(sorted(found), 500):
         for app in session.execute(select(Application).where(Application.email.in_(chunk)).order_by(Application.id)).scalars():
             found[app.email].append(app)
     return found
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    """Slices of at most `size` items: the values of one `IN (...)` look-up."""
     return (items[i:i + size] for i in range(0, len(items), size))
 
 

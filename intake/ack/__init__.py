@@ -32,6 +32,7 @@ from intake.domain import TRIAGE, Address, InboundMessage, Kind, Verdict
 from intake.errors import ConfigError
 from intake.groups import Group
 from intake.models import Application, Message, Outbox
+from intake.store import chunks
 
 __all__ = ["Acknowledger", "LOOP_HEADER", "seed_dates", "import_dates", "upcoming_dates", "format_when", "UpcomingDate"]
 
@@ -237,7 +238,7 @@ class Acknowledger:
         for address in load:
             cache[address] = []
         with session.no_autoflush:
-            for chunk in _chunks(load, 500):
+            for chunk in chunks(load, 500):
                 for address, kind, codes, created in session.execute(select(
                         func.lower(Outbox.to_address), Outbox.kind, Outbox.group_codes, Outbox.created_at).where(
                         func.lower(Outbox.to_address).in_(chunk), Outbox.created_at >= since,
@@ -287,10 +288,6 @@ def _memoise_wordwrap(env: jinja2.Environment) -> None:
         return wrapped(s, width, break_long_words, wrapstring, break_on_hyphens)
 
     env.filters["wordwrap"] = wordwrap
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 def _read_notice(settings: Settings) -> str:
