@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.corpus import GROUP_ADDRESSES, make_corpus  # noqa: E402
-from bench.peak import vm_hwm_kb  # noqa: E402
+from bench.peak import status_kb, vm_hwm_kb  # noqa: E402
 from tests.servers.dovecot import Dovecot  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
 from tests.support.config import MailboxSpec, write_config  # noqa: E402
@@ -174,7 +174,7 @@ class ChildPeaks(threading.Thread):
         while not self._stop_event.wait(0.05):
             try:
                 pids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-                together = _status_kb(self.pid, "VmRSS:")
+                together = status_kb(self.pid, "VmRSS")
             except OSError:
                 continue
             for child in pids:
@@ -183,9 +183,9 @@ class ChildPeaks(threading.Thread):
                         cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
                         self.kind[child] = next((k for m, k in self.KINDS.items() if m in cmdline), "other")
                     self.peaks[child] = max(self.peaks.get(child, 0), vm_hwm_kb(child))
-                    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                    fields = _stat_fields(Path(f"/proc/{child}/stat"))
                     self.cpu[child] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-                    together += _status_kb(child, "VmRSS:")
+                    together += status_kb(child, "VmRSS")
                 except OSError:  # it has just exited
                     continue
             self.together_kb = max(self.together_kb, together)
@@ -203,12 +203,9 @@ class ChildPeaks(threading.Thread):
         return out
 
 
-def _status_kb(pid: int | str, field: str) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return 0
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of /proc/PID/stat after the process name (state, ppid, pgrp, ...)."""
+    return stat.read_text().rsplit(")", 1)[1].split()
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -218,7 +215,7 @@ def group_cpu_seconds(pgid: int) -> float:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(stat)
         except OSError:
             continue
         if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...

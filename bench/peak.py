@@ -21,9 +21,14 @@ import sys
 
 def vm_hwm_kb(pid: int | str = "self") -> int:
     """A process's peak RSS so far (KB), from /proc (0 if it shows none)."""
+    return status_kb(pid, "VmHWM")
+
+
+def status_kb(pid: int | str, field: str) -> int:
+    """One memory figure (KB) of a process from /proc/PID/status, e.g. "VmRSS"; 0 if absent."""
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 

@@ -64,7 +64,7 @@ class Unparseable:
 ParseResult = Union[InboundMessage, Unparseable]
 
 
-def parse_or_reason(data: bytes, *, max_bytes: int = 25 * 1024 * 1024) -> ParseResult:
+def parse_or_reason(data: bytes, *, max_bytes: int) -> ParseResult:
     """`parse`, with an unparseable message as a value."""
     try:
         return parse(data, max_bytes=max_bytes)

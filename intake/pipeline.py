@@ -196,12 +196,12 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
             # only that one is quarantined. A batch of one message needs no second try.
             careful = len(uids) == 1
             try:
-                batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
+                batch = _store_batch(sessions, settings, mailbox, uids, ports, lease, first_connected, remaining,
                                      careful=careful, raws=raws, parsed=parsed)
             except _RetryCarefully as retry:
                 log.info("mailbox %s: batch of %d read again message by message: %s", mailbox.name, len(uids), retry)
-                batch = _store_batch(sessions, settings, mailbox, box, uids, ports, lease, first_connected, remaining,
-                                     careful=True, parsed=parsed)
+                batch = _store_batch(sessions, settings, mailbox, uids, ports, lease, first_connected, remaining,
+                                     careful=True, raws=_fetch(box, uids), parsed=parsed)
             report.add(batch)
             if on_batch is not None:
                 on_batch(batch)
@@ -237,7 +237,7 @@ def _fetched(box: MailboxPort, batches: Iterable[list[int]], ahead: ParseAhead |
     while this one is stored here."""
     current: tuple[list[int], collections.deque[RawMessage]] | None = None
     for uids in batches:
-        raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
+        raws = _fetch(box, uids)
         if ahead is None:
             yield uids, raws, {}
             continue
@@ -255,6 +255,13 @@ def _fetched(box: MailboxPort, batches: Iterable[list[int]], ahead: ParseAhead |
         yield current[0], current[1], _collected(ahead, current[1])
 
 
+def _fetch(box: MailboxPort, uids: list[int]) -> collections.deque[RawMessage]:
+    # A deque, emptied as the batch is stored: a message's fetched copy is dropped once it
+    # is stored; its bytes then live only in its row until the batch is written (a message
+    # over 1 MB on SQLite is written, and let go, at once).
+    return collections.deque(box.fetch(uids, batch_size=len(uids)))
+
+
 def _collected(ahead: ParseAhead, raws: Sequence[RawMessage]) -> dict[str, ParseResult]:
     results = ahead.collect()
     return {} if results is None else {raw.content_hash: result for raw, result in zip(raws, results)}
@@ -265,20 +272,14 @@ class _RetryCarefully(Exception):
     its write clashed with another writer's rows."""
 
 
-def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig, box: MailboxPort,
+def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig,
                  uids: list[int], ports: Ports, lease: "store.Lease", first_connected: dt.datetime | None,
-                 remaining: int, *, careful: bool, raws: collections.deque[RawMessage] | None = None,
-                 parsed: dict[str, ParseResult] | None = None) -> PollReport:
-    """Store one batch with its checkpoint, in one transaction; what it counted. `raws`: the
-    batch as fetched (else it is fetched here); `parsed`: results of the parse process by
-    content hash, taken out as they are used."""
+                 remaining: int, *, careful: bool, raws: collections.deque[RawMessage],
+                 parsed: dict[str, ParseResult]) -> PollReport:
+    """Store one fetched batch (`raws`, see _fetch) with its checkpoint, in one transaction;
+    what it counted. `parsed`: the parse process's results by content hash, taken out as
+    they are used (a message without one is parsed here)."""
     batch = PollReport(mailbox=mailbox.name)
-    # A deque, emptied as it goes: a message's fetched copy is dropped once it is stored;
-    # its bytes then live only in its row until the batch is written (a message over 1 MB
-    # on SQLite is written, and let go, at once).
-    if raws is None:
-        raws = collections.deque(box.fetch(uids, batch_size=len(uids)))
-    parsed = parsed if parsed is not None else {}
     batch.fetched = len(raws)
     with sessions.begin() as session:
         # Renewed first when careful; in one pass, last: the rows are written by the flush

@@ -15,6 +15,7 @@ from intake.db import make_engine, make_sessionmaker
 from intake.models import Application, ApplicationMessage, Message, MessageSource, Outbox, Quarantine
 from intake.store import reference_for
 from tests.support.config import MailboxSpec, write_config
+from tests.support.inject import routing_fails_on
 from tests.support.mail import make_mail
 
 
@@ -34,7 +35,7 @@ def passes(monkeypatch) -> list[tuple[int, bool]]:
     real = pipeline._store_batch
 
     def spy(*args, careful: bool, **kw):  # type: ignore[no-untyped-def]
-        calls.append((len(args[4]), careful))
+        calls.append((len(args[3]), careful))
         return real(*args, careful=careful, **kw)
 
     monkeypatch.setattr(pipeline, "_store_batch", spy)
@@ -122,16 +123,7 @@ def test_clean_batch_is_stored_in_one_pass(tmp_path, dovecot, swig, passes, appl
 
 def test_a_failing_message_sends_the_batch_round_again_carefully(tmp_path, dovecot, swig, passes, monkeypatch) -> None:
     """A bug in our own code on one message (injected: no server can produce it)."""
-    import intake.pipeline as pipeline
-
-    real_route = pipeline.route
-
-    def flaky_route(msg, groups, **kw):  # type: ignore[no-untyped-def]
-        if msg.subject == "Interest 3":
-            raise RuntimeError("routing exploded")
-        return real_route(msg, groups, **kw)
-
-    monkeypatch.setattr(pipeline, "route", flaky_route)
+    routing_fails_on(monkeypatch, lambda subject: subject == "Interest 3")
     dovecot.append_many(swig, "INBOX", _mails(swig))
     config = _config(tmp_path, dovecot, swig)
     out = _run(config)

@@ -21,6 +21,7 @@ from intake.db import make_engine, make_sessionmaker
 from intake.models import Application, Message, Outbox, Quarantine
 from intake.parse_process import ParseAhead
 from tests.support.config import MailboxSpec, write_config
+from tests.support.inject import routing_fails_on
 from tests.support.mail import make_mail
 
 MAIL = Path(__file__).parent / "mail"
@@ -187,14 +188,7 @@ def test_a_batch_read_again_carefully_uses_what_the_process_parsed(tmp_path, dov
                                                                    monkeypatch) -> None:
     """One message of a batch fails in our code (injected): the batch is rolled back and
     stored again message by message, and only that one is quarantined."""
-    real_route = pipeline.route
-
-    def flaky_route(msg, groups, **kw):  # type: ignore[no-untyped-def]
-        if msg.subject == "Joining 3":
-            raise RuntimeError("routing exploded")
-        return real_route(msg, groups, **kw)
-
-    monkeypatch.setattr(pipeline, "route", flaky_route)
+    routing_fails_on(monkeypatch, lambda subject: subject == "Joining 3")
     reference = _config(tmp_path / "inline", dovecot, mail_account, parse_process_after=0)
     _run(reference)
     config = _config(tmp_path / "ahead", dovecot, mail_account, parse_process_after=1)

@@ -18,6 +18,7 @@ from intake.cli import main
 from intake.db import make_engine, make_sessionmaker
 from intake.models import Message, MessageSource, Quarantine
 from tests.support.config import MailboxSpec, write_config
+from tests.support.inject import routing_fails_on
 from tests.support.mail import make_mail
 
 GROUP_BOXES = {"SWIG": "swig", "SDIG": "sdig", "SBAMEIG": "sbameig", "SLGBTIG": "slgbtig"}
@@ -155,16 +156,7 @@ def test_move_to_processed_folder_after_commit(tmp_path, dovecot, accounts) -> N
 
 def test_internal_error_quarantines_one_message_and_goes_on(tmp_path, dovecot, accounts, monkeypatch) -> None:
     """A bug in our own code on one message (a fault no server can produce: injected)."""
-    import intake.pipeline as pipeline
-
-    real_route = pipeline.route
-
-    def flaky_route(msg, groups, **kw):
-        if "boom" in msg.subject:
-            raise RuntimeError("routing exploded")
-        return real_route(msg, groups, **kw)
-
-    monkeypatch.setattr(pipeline, "route", flaky_route)
+    routing_fails_on(monkeypatch, lambda subject: "boom" in subject)
     dovecot.append(accounts["SWIG"], "INBOX", make_mail(from_="A <a@example.nhs.uk>", to=accounts["SWIG"], subject="boom"))
     dovecot.append(accounts["SWIG"], "INBOX", make_mail(from_="B <b@example.nhs.uk>", to=accounts["SWIG"]))
     config = _config(tmp_path, dovecot, accounts)
