@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import uuid
 import datetime as dt
 import json
 import threading
@@ -159,7 +160,7 @@ def test_a_token_refused_twice_is_a_temporary_failure(oauth, strict, tmp_path): 
 def _outbox_row(sessions, to: str = "applicant@example.net") -> int:
     with sessions.begin() as s:
         row = Outbox(kind="ack", to_address=to, from_address="blfi@example.org", subject="Your interest",
-                     message_id=f"ack-{free_port()}@example.org", body=_message("Your interest"),
+                     message_id=f"ack-{uuid.uuid4().hex}@example.org", body=_message("Your interest"),
                      status="pending", attempts=0, next_attempt_at=NOW, created_at=NOW)
         s.add(row)
         s.flush()
