@@ -15,12 +15,13 @@ How: `python -m intake.parse_process`. Frames on its stdin and stdout are an 8-b
 and a pickle (the two ends are this module, run by the same interpreter). The first frame
 is the size above which a message is not parsed in full (`worker.max_message_bytes`); each
 later frame is one batch of raw messages, answered by one frame with their results in the
-same order. End of input ends it. The worker has at most one batch outstanding: it reads
+same order (for each: its quick header look, which the worker's bulk deduplication reads,
+and its parse). End of input ends it. The worker has at most one batch outstanding: it reads
 the answer before it sends the next batch, so neither side can block the other on a full
 pipe.
 
-The child runs `intake.parsing.parse_or_reason`, the function the worker would run itself, so a
-message is stored the same either way. Whatever goes wrong with the process (it cannot
+The child runs `intake.parsing.quick_headers` and `parse_or_reason`, the functions the worker
+would run itself, so a message is stored the same either way. Whatever goes wrong with the process (it cannot
 start, dies, sends something unreadable), the worker parses that batch and the rest of the
 poll itself: nothing is lost, and nothing is stored twice, because storing stays in the
 worker.
@@ -37,7 +38,7 @@ import sys
 from typing import BinaryIO, Sequence
 
 from intake.domain import InboundMessage
-from intake.parsing import ParseResult, Unparseable, parse_or_reason
+from intake.parsing import ParseResult, QuickHeaders, Unparseable, parse_or_reason, quick_headers
 
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">Q")
@@ -81,9 +82,10 @@ class ParseAhead:
         except (OSError, pickle.PicklingError) as exc:
             self._fail(f"could not hand it a batch: {type(exc).__name__}: {exc}")
 
-    def collect(self) -> list[ParseResult] | None:
-        """The submitted batch's results, in order; None when the process failed (the caller
-        parses that batch itself)."""
+    def collect(self) -> list[tuple[QuickHeaders, ParseResult]] | None:
+        """The submitted batch's results, in order: each message's quick header look (see
+        `parsing.quick_headers`) and its parse. None when the process failed (the caller
+        reads that batch itself)."""
         if self._process is None or not self._outstanding:
             return None
         expected, self._outstanding = self._outstanding, 0
@@ -93,7 +95,8 @@ class ParseAhead:
             self._fail(f"no readable answer: {type(exc).__name__}: {exc}")
             return None
         if not isinstance(results, list) or len(results) != expected or not all(
-                isinstance(r, (InboundMessage, Unparseable)) for r in results):
+                isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], QuickHeaders)
+                and isinstance(r[1], (InboundMessage, Unparseable)) for r in results):
             self._fail("an answer that does not match the batch")
             return None
         return results
@@ -172,7 +175,7 @@ def _main() -> int:
             batch = _read_frame(stdin)
         except EOFError:  # the worker's poll is over
             return 0
-        _write_frame(stdout, [parse_or_reason(data, max_bytes=max_bytes) for data in batch])
+        _write_frame(stdout, [(quick_headers(data), parse_or_reason(data, max_bytes=max_bytes)) for data in batch])
 
 
 if __name__ == "__main__":

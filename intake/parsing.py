@@ -36,7 +36,7 @@ from typing import Union
 
 import mailparser
 
-from intake.addresses import clean_header, is_valid_email
+from intake.addresses import clean_header, is_valid_email, parse_address
 from intake.domain import Address, Attachment, InboundMessage
 from intake.errors import IntakeError
 
@@ -70,6 +70,34 @@ def parse_or_reason(data: bytes, *, max_bytes: int) -> ParseResult:
         return parse(data, max_bytes=max_bytes)
     except UnparseableMessage as exc:
         return Unparseable(exc.reason)
+
+
+@dataclass(frozen=True)
+class QuickHeaders:
+    """What deduplication needs before the full parse: the Message-ID and the senders."""
+
+    message_id: str
+    senders: tuple[str, ...]  # the From and Reply-To addresses, lower case
+
+
+def quick_headers(data: bytes) -> QuickHeaders:
+    """The Message-ID and sender addresses from the header block only (cheap; the full
+    parse comes later and decides: these only choose what to look up in bulk)."""
+    limit = 256 * 1024
+    # Sliced before splitting: splitting the whole message would copy a 10 MB attachment.
+    head = data[:limit + 4].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:limit]
+    try:
+        headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
+        senders = tuple(a.email.lower() for a in (parse_address(str(headers.get(name, "") or ""))
+                                                  for name in ("From", "Reply-To")) if a is not None)
+        return QuickHeaders(str(headers.get("Message-ID", "") or "").strip(), senders)
+    except Exception:  # a header block the stdlib cannot read: fall back to the content hash
+        return QuickHeaders("", ())
+
+
+def quick_message_id(data: bytes) -> str:
+    """The Message-ID as the pipeline reads it for deduplication (and erasure for its tombstones)."""
+    return quick_headers(data).message_id
 
 
 def parse(data: bytes, *, max_bytes: int = 25 * 1024 * 1024) -> InboundMessage:

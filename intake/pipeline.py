@@ -24,15 +24,12 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
-from email import policy as email_policy
-from typing import Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import store
-from intake.addresses import parse_address
 from intake.applicant import extract_applicant
 from intake.classify import ClassifyContext, classify, find_references
 from intake.clock import Clock, utc
@@ -41,7 +38,7 @@ from intake.domain import TRIAGE, InboundMessage, Kind, RawMessage, Route, Verdi
 from intake.errors import MailboxError, MailboxUnavailable
 from intake.models import Application, AttachmentRow, MailboxState, Message, Quarantine, RawMessageRow
 from intake.parse_process import ParseAhead
-from intake.parsing import ParseResult, Unparseable, parse_or_reason
+from intake.parsing import ParseResult, QuickHeaders, Unparseable, parse_or_reason, quick_headers, quick_message_id
 from intake.routing import route
 
 log = logging.getLogger(__name__)
@@ -188,7 +185,7 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
     batches = _batches(all_new, box.sizes(all_new), settings["worker.batch_size"], BATCH_BYTES)
     ahead = _parse_ahead(settings, mailbox, len(all_new))
     try:
-        for uids, raws, parsed in _fetched(box, batches, ahead):
+        for uids, raws, prepared in _fetched(box, batches, ahead):
             remaining -= len(uids)
             # Most batches store every message cleanly: they run without a savepoint per
             # message (about a fifth of the ingestion cost). When one message fails, the
@@ -197,11 +194,11 @@ def _drain(sessions: sessionmaker[Session], settings: Settings, mailbox: Mailbox
             careful = len(uids) == 1
             try:
                 batch = _store_batch(sessions, settings, mailbox, uids, ports, lease, first_connected, remaining,
-                                     careful=careful, raws=raws, parsed=parsed)
+                                     careful=careful, raws=raws, prepared=prepared)
             except _RetryCarefully as retry:
                 log.info("mailbox %s: batch of %d read again message by message: %s", mailbox.name, len(uids), retry)
                 batch = _store_batch(sessions, settings, mailbox, uids, ports, lease, first_connected, remaining,
-                                     careful=True, raws=_fetch(box, uids), parsed=parsed)
+                                     careful=True, raws=_fetch(box, uids), prepared=prepared)
             report.add(batch)
             if on_batch is not None:
                 on_batch(batch)
@@ -229,30 +226,46 @@ def _parse_ahead(settings: Settings, mailbox: MailboxConfig, waiting: int) -> Pa
     return ahead
 
 
+@dataclass
+class Prepared:
+    """What the parse process read of a batch before the worker stores it, by content hash:
+    each message's quick header look and its parse (both empty without the process; the
+    worker then reads each message itself). Entries are taken out as they are used."""
+
+    headers: dict[str, QuickHeaders] = field(default_factory=dict)
+    parsed: dict[str, ParseResult] = field(default_factory=dict)
+
+
 def _fetched(box: MailboxPort, batches: Iterable[list[int]], ahead: ParseAhead | None
-             ) -> Iterator[tuple[list[int], collections.deque[RawMessage], dict[str, ParseResult]]]:
-    """Each batch's UIDs, its fetched messages (a deque, emptied as they are stored) and the
-    parse process's results by content hash (empty without one). With the process, the next
-    batch is fetched and handed to it before this one is given out, so it is parsed there
-    while this one is stored here."""
+             ) -> Iterator[tuple[list[int], collections.deque[RawMessage], Prepared]]:
+    """Each batch's UIDs, its fetched messages (a deque, emptied as they are stored) and what
+    the parse process read of them. With the process, the next batch is fetched and handed
+    to it before this one is given out, so it is read there while this one is stored here.
+
+    The first batch is read here, not handed over: the process takes about 0.2 s to start,
+    which the worker would otherwise spend waiting for the first answer; it starts and reads
+    the second batch while the worker stores the first."""
     current: tuple[list[int], collections.deque[RawMessage]] | None = None
+    submitted = False  # whether `current` went to the process
     for uids in batches:
         raws = _fetch(box, uids)
         if ahead is None:
-            yield uids, raws, {}
+            yield uids, raws, Prepared()
             continue
-        results = _collected(ahead, current[1]) if current is not None else {}
-        if sum(len(raw.data) for raw in raws) <= BATCH_BYTES:
+        if current is None:
+            current = (uids, raws)
+            continue
+        results = _collected(ahead, current[1]) if submitted else Prepared()
+        # A message larger than a batch, alone, is read here as it is stored, as on a small
+        # poll. Handed over, its copies in the pipe and in the answer would be held at once
+        # with the message itself, and it sets the worker's peak memory.
+        submitted = sum(len(raw.data) for raw in raws) <= BATCH_BYTES
+        if submitted:
             ahead.submit([raw.data for raw in raws])
-        # else a message larger than a batch, alone: parsed here as it is stored, as on a
-        # small poll. Handed over, its copies in the pipe and in the answer would be held
-        # at once with the message itself, and it sets the worker's peak memory.
-        if current is not None:
-            yield current[0], current[1], results
+        yield current[0], current[1], results
         current = (uids, raws)
     if current is not None:
-        assert ahead is not None
-        yield current[0], current[1], _collected(ahead, current[1])
+        yield current[0], current[1], _collected(ahead, current[1]) if ahead is not None and submitted else Prepared()
 
 
 def _fetch(box: MailboxPort, uids: list[int]) -> collections.deque[RawMessage]:
@@ -262,9 +275,12 @@ def _fetch(box: MailboxPort, uids: list[int]) -> collections.deque[RawMessage]:
     return collections.deque(box.fetch(uids, batch_size=len(uids)))
 
 
-def _collected(ahead: ParseAhead, raws: Sequence[RawMessage]) -> dict[str, ParseResult]:
+def _collected(ahead: ParseAhead, raws: Sequence[RawMessage]) -> Prepared:
     results = ahead.collect()
-    return {} if results is None else {raw.content_hash: result for raw, result in zip(raws, results)}
+    if results is None:
+        return Prepared()
+    return Prepared({raw.content_hash: head for raw, (head, _) in zip(raws, results)},
+                    {raw.content_hash: parsed for raw, (_, parsed) in zip(raws, results)})
 
 
 class _RetryCarefully(Exception):
@@ -275,10 +291,10 @@ class _RetryCarefully(Exception):
 def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: MailboxConfig,
                  uids: list[int], ports: Ports, lease: "store.Lease", first_connected: dt.datetime | None,
                  remaining: int, *, careful: bool, raws: collections.deque[RawMessage],
-                 parsed: dict[str, ParseResult]) -> PollReport:
+                 prepared: Prepared) -> PollReport:
     """Store one fetched batch (`raws`, see _fetch) with its checkpoint, in one transaction;
-    what it counted. `parsed`: the parse process's results by content hash, taken out as
-    they are used (a message without one is parsed here)."""
+    what it counted. `prepared`: what the parse process read of it (a message it did not
+    read is read here)."""
     batch = PollReport(mailbox=mailbox.name)
     batch.fetched = len(raws)
     with sessions.begin() as session:
@@ -287,13 +303,13 @@ def _store_batch(sessions: sessionmaker[Session], settings: Settings, mailbox: M
         # while they are written, and delivery can record sends while we parse.
         if careful:
             _renew(session, lease, ports, mailbox)
-        index = BatchIndex.load(session, raws)
+        index = BatchIndex.load(session, raws, prepared.headers)
         if ports.acknowledger is not None:
             ports.acknowledger.prepare(session, index.senders)
         while raws:
             raw = raws.popleft()
             _ingest_one(session, settings, mailbox, raw, ports, batch, first_connected, index, careful=careful,
-                        parsed=parsed.pop(raw.content_hash, None))
+                        parsed=prepared.parsed.pop(raw.content_hash, None))
             del raw  # the deque no longer holds it: nor does this frame
         if not careful:
             try:
@@ -359,8 +375,12 @@ class BatchIndex:
     senders: frozenset[str] = frozenset()  # the From and Reply-To addresses, lower case
 
     @classmethod
-    def load(cls, session: Session, raws: Sequence[RawMessage]) -> "BatchIndex":
-        heads = {r.content_hash: _quick_headers(r.data) for r in raws}
+    def load(cls, session: Session, raws: Sequence[RawMessage],
+             headers: Mapping[str, QuickHeaders] | None = None) -> "BatchIndex":
+        """`headers`: the messages' quick header looks already made (by the parse process),
+        by content hash; the others are made here."""
+        made = headers or {}
+        heads = {r.content_hash: made.get(r.content_hash) or quick_headers(r.data) for r in raws}
         keys = {h: store.message_id_key(head.message_id, h) for h, head in heads.items()}
         hashes = list(keys)
         mids = [_mid_hash(k) for k in keys.values() if not k.startswith("hash:")]
@@ -374,7 +394,7 @@ class BatchIndex:
 
     def key_of(self, raw: RawMessage) -> str:
         key = self.keys.get(raw.content_hash)
-        return key if key is not None else store.message_id_key(_quick_headers(raw.data).message_id, raw.content_hash)
+        return key if key is not None else store.message_id_key(quick_message_id(raw.data), raw.content_hash)
 
     def existing(self, key: str, content_hash: str) -> Message | None:
         return self.by_key.get(key) or self.by_hash.get(content_hash)
@@ -647,32 +667,6 @@ def _return_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
-
-
-@dataclass(frozen=True)
-class QuickHeaders:
-    message_id: str
-    senders: tuple[str, ...]  # the From and Reply-To addresses, lower case
-
-
-def _quick_headers(data: bytes) -> QuickHeaders:
-    """The Message-ID and sender addresses from the header block only (cheap; the full
-    parse comes later and decides: these only choose what to look up in bulk)."""
-    limit = 256 * 1024
-    # Sliced before splitting: splitting the whole message would copy a 10 MB attachment.
-    head = data[:limit + 4].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:limit]
-    try:
-        headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
-        senders = tuple(a.email.lower() for a in (parse_address(str(headers.get(name, "") or ""))
-                                                  for name in ("From", "Reply-To")) if a is not None)
-        return QuickHeaders(str(headers.get("Message-ID", "") or "").strip(), senders)
-    except Exception:  # a header block the stdlib cannot read: fall back to the content hash
-        return QuickHeaders("", ())
-
-
-def _quick_message_id(data: bytes) -> str:
-    """The Message-ID as the pipeline reads it for deduplication."""
-    return _quick_headers(data).message_id
 
 
 def _mid_hash(message_id: str) -> str:

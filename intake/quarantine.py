@@ -10,6 +10,7 @@ from intake.config import MailboxConfig, Settings
 from intake.domain import RawMessage, SourceRef
 from intake.errors import NotFound
 from intake.models import Message, Quarantine
+from intake.parsing import quick_message_id
 from intake.pipeline import Outcome, Ports, process_raw
 
 
@@ -36,19 +37,13 @@ def retry(session: Session, settings: Settings, ports: Ports, row: Quarantine) -
     mailbox = _mailbox(settings, row.mailbox)
     # An earlier 'unparseable' record of these bytes is replaced by the new result.
     session.execute(delete(Message).where(Message.content_hash == raw.content_hash))
-    key = store.message_id_key(_message_id(data), raw.content_hash)
+    key = store.message_id_key(quick_message_id(data), raw.content_hash)
     with session.begin_nested():
         outcome = process_raw(session, settings, mailbox, raw, ports, None, key=key)
     row.attempts += 1
     if outcome.kind != "unparseable":
         row.resolved_at = ports.clock.now()
     return outcome
-
-
-def _message_id(data: bytes) -> str:
-    from intake.pipeline import _quick_message_id
-
-    return _quick_message_id(data)
 
 
 def _mailbox(settings: Settings, name: str) -> MailboxConfig:

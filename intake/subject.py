@@ -48,6 +48,7 @@ from intake.models import (
     RawMessageRow,
     Tombstone,
 )
+from intake.parsing import quick_message_id  # the pipeline's own reading, so the hashes match
 
 EXPORT_FORMAT = 1
 
@@ -321,10 +322,8 @@ def _tombstone(session: Session, fp: Footprint, cipher: RawCipher) -> int:
         for chash, key in session.execute(select(Message.content_hash, Message.message_id_key).where(
                 Message.id.in_(fp.messages))):
             pairs[chash] = tombstone_hashes(chash, key)[1]
-    from intake.pipeline import _quick_message_id  # the pipeline's own reading, so the hashes match
-
     for row in _rows(session, Quarantine, fp.quarantine):
-        pairs.setdefault(row.content_hash, tombstone_hashes(row.content_hash, _quick_message_id(
+        pairs.setdefault(row.content_hash, tombstone_hashes(row.content_hash, quick_message_id(
             cipher.open(row.data, row.encrypted)))[1])
     known = set(session.execute(select(Tombstone.content_hash).where(Tombstone.content_hash.in_(pairs))).scalars()) if pairs else set()
     for chash, mhash in pairs.items():

@@ -10,7 +10,9 @@ import email
 import hashlib
 import itertools
 import logging
+import os
 import shutil
+import time
 from email import policy
 from pathlib import Path
 
@@ -369,6 +371,21 @@ def test_strict_undefined_fails_loudly(tmp_path, smtp_server) -> None:
         env.enqueue(inbound())
 
 
+def test_an_edited_template_is_used_from_the_next_reply_on(tmp_path, smtp_server, monkeypatch) -> None:
+    """Templates are compiled once and kept; a running service still notices an edit."""
+    import intake.ack
+
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    env = Env(tmp_path / "cfg", smtp_server, templates_dir=templates)
+    assert "Changed text" not in env.ack.preview("SWIG", "Sam")
+    group_text = templates / "ack" / "groups" / "SWIG.txt"  # an included template, not the top one
+    group_text.write_text("Changed text.\n")
+    os.utime(group_text, (time.time() + 5, time.time() + 5))  # a later mtime, however coarse the clock
+    monkeypatch.setattr(intake.ack, "TEMPLATE_CHECK_SECONDS", 0.0)
+    assert "Changed text" in env.ack.preview("SWIG", "Sam")
+
+
 def test_missing_privacy_notice_is_a_config_error(tmp_path, smtp_server) -> None:
     env = Env(tmp_path, smtp_server)
     (tmp_path / "privacy_notice.txt").unlink()
@@ -392,6 +409,31 @@ _SUBJECTS = ["Your interest in SWIG [BLFI-000001]", "Your interest in SWIG and S
 _TEXTS = ["Dear Sam,\n\nThank you.\n", "no trailing newline", "CRLF\r\nbare CR\rLF\n\n",
           "Zoë — “quoted” 😀 = trailing space  \n" + "a long line " * 40 + "\n.\nFrom here\n", ""]
 _PARENTS = {"": [], "<a@b>": ["<r@b>"], "<" + "m" * 90 + "@example.nhs.uk>": [f"<ref{i}-{'r' * 30}@example.org>" for i in range(14)]}
+
+
+def test_quoted_printable_is_the_stdlib_body_encoding(monkeypatch) -> None:
+    """compose.quoted_printable against the stdlib's Charset.body_encode on random texts built
+    from what matters to it: "=", spaces and tabs (at line ends too), CR and LF, characters
+    that need escaping, and lines around the 76-character limit."""
+    import random
+
+    from intake.ack import compose
+
+    pieces = ["a", "word ", "=", " ", "\t", "\n", "\r\n", "\r", "é", "😀", "\x7f", "\x0c", "\x85", "~", "<>",
+              "x" * 70, "y" * 76, "z" * 77]
+    rng = random.Random(2026)
+    texts = ["", "a", "a\n", " ", "=\n", "x" * 76 + " \n", "x" * 75 + "=\n", "x" * 80]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(5000)]
+    fast = 0
+    handed_on = []  # the texts quoted_printable gave to the stdlib (soft breaks, trailing blanks)
+    stdlib = compose.quoprimime.body_encode
+    monkeypatch.setattr(compose.quoprimime, "body_encode", lambda body: handed_on.append(body) or stdlib(body))
+    for text in texts:
+        expected = compose._UTF8_QP.body_encode(text.encode("utf-8")) if text else ""
+        handed_on.clear()
+        assert (compose.quoted_printable(text) if text else "") == expected, repr(text)
+        fast += not handed_on
+    assert 500 < fast < len(texts) - 500  # both of its ways were taken, many times
 
 
 @pytest.mark.parametrize("calendar", [None, "dates.ics", "dates (SWIG).ics", "Zoë's dates.ics"])

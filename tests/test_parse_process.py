@@ -20,6 +20,7 @@ from intake.config import load_settings
 from intake.db import make_engine, make_sessionmaker
 from intake.models import Application, Message, Outbox, Quarantine
 from intake.parse_process import ParseAhead
+from intake.parsing import quick_headers
 from tests.support.config import MailboxSpec, write_config
 from tests.support.inject import routing_fails_on
 from tests.support.mail import make_mail
@@ -118,16 +119,24 @@ def handed_over(monkeypatch) -> dict[str, list[int]]:
 
 
 def test_a_backlog_parsed_ahead_is_stored_exactly_as_one_parsed_in_the_worker(tmp_path, dovecot, mail_account,
-                                                                                handed_over) -> None:
+                                                                                handed_over, monkeypatch) -> None:
+    looked_here = []  # the messages whose quick header look the worker made itself
+    monkeypatch.setattr(pipeline, "quick_headers", lambda data: looked_here.append(data) or quick_headers(data))
     inline = _config(tmp_path / "inline", dovecot, mail_account, parse_process_after=0)
     out_inline = _run(inline)
     assert handed_over == {"submitted": [], "collected": []}
+    swig, sdig = _corpus()
+    assert len(looked_here) == len(swig) + len(sdig)
 
+    looked_here.clear()
     ahead = _config(tmp_path / "ahead", dovecot, mail_account, parse_process_after=1)
     out_ahead = _run(ahead)
-    swig, sdig = _corpus()
-    # Every batch but the one message larger than a batch went to the process and came back.
-    assert sum(handed_over["collected"]) == len(swig) + len(sdig) - 1
+    # Every batch went to the process and came back but each mailbox's first (read in the
+    # worker while the process starts) and the one message larger than a batch.
+    read_here = 2 * 5 + 1
+    assert sum(handed_over["collected"]) == len(swig) + len(sdig) - read_here
+    # The worker used the process's header looks for its bulk lookups, not its own.
+    assert len(looked_here) == read_here
     assert max(handed_over["submitted"]) <= pipeline.BATCH_BYTES
     assert len(handed_over["submitted"]) >= 10  # many batches, so parsing ran ahead of storing
 
@@ -151,7 +160,7 @@ import os, sys
 from intake import parse_process as p
 stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 max_bytes = p._read_frame(stdin)
-p._write_frame(stdout, [p.parse_or_reason(d, max_bytes=max_bytes) for d in p._read_frame(stdin)])
+p._write_frame(stdout, [(p.quick_headers(d), p.parse_or_reason(d, max_bytes=max_bytes)) for d in p._read_frame(stdin)])
 os._exit(3)
 """
 _ANSWERS_ONE_SHORT = """
@@ -164,7 +173,7 @@ while True:
         batch = p._read_frame(stdin)
     except EOFError:
         break
-    p._write_frame(stdout, [p.parse_or_reason(d, max_bytes=max_bytes) for d in batch][1:])
+    p._write_frame(stdout, [(p.quick_headers(d), p.parse_or_reason(d, max_bytes=max_bytes)) for d in batch][1:])
 """
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = ["Acknowledger", "LOOP_HEADER", "seed_dates", "import_dates", "upcomin
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATE_CHECK_SECONDS = 1.0  # how often edited template files are looked for (see Acknowledger._templates)
 TRIAGE_GROUP = Group(code=TRIAGE, display="Your message", name="Your message to Building Leadership for Inclusion")
 
 
@@ -62,7 +64,9 @@ class Acknowledger:
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(["html"]),
             keep_trailing_newline=True,
+            auto_reload=False,  # see _templates
         )
+        self._templates_checked = time.monotonic()
         _memoise_wordwrap(self.env)
         self.privacy_notice = _read_notice(settings)
         self.sender = settings["smtp.from_address"]
@@ -145,7 +149,8 @@ class Acknowledger:
         ctx: dict[str, Any] = dict(applicant_name=clean_header(name), sections=sections, contact_address=self.contact,
                                    all_groups=self.settings.groups,
                                    privacy_notice=self.privacy_notice, subject=subject)
-        return self.env.get_template("ack/base.txt").render(ctx), self.env.get_template("ack/base.html").render(ctx)
+        env = self._templates()
+        return env.get_template("ack/base.txt").render(ctx), env.get_template("ack/base.html").render(ctx)
 
     def _render_withdrawal(self, name: str, applications: Sequence[Application]) -> tuple[str, str, str]:
         groups = [self._group(a.group_code).display for a in applications if a.group_code != TRIAGE]
@@ -153,7 +158,22 @@ class Acknowledger:
         subject = withdrawal_subject(refs)
         ctx = dict(applicant_name=clean_header(name), groups=groups, references=refs, subject=subject,
                    contact_address=self.contact, erase=self.settings["retention.erase_on_withdrawal"])
-        return subject, self.env.get_template("ack/withdrawal.txt").render(ctx), self.env.get_template("ack/withdrawal.html").render(ctx)
+        env = self._templates()
+        return subject, env.get_template("ack/withdrawal.txt").render(ctx), env.get_template("ack/withdrawal.html").render(ctx)
+
+    def _templates(self) -> jinja2.Environment:
+        """The environment, its compiled templates dropped when a template file changed.
+
+        Looked at most once every TEMPLATE_CHECK_SECONDS: Jinja's own check (auto_reload)
+        reads the modification time of every template an acknowledgement uses, five files,
+        at every render. An edited template is still used from the next reply on."""
+        now = time.monotonic()
+        if now - self._templates_checked >= TEMPLATE_CHECK_SECONDS:
+            self._templates_checked = now
+            cache = self.env.cache
+            if cache is not None and not all(template.is_up_to_date for template in cache.values()):
+                cache.clear()
+        return self.env
 
     def _compose(self, session: Session, inbound: InboundMessage, message: Message, recipient: Address,
                  applications: Sequence[Application], kind: Kind, decision: AckDecision, now: dt.datetime) -> Outbox:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,6 +28,7 @@ class UpcomingDate:
         return format_when(self.start, self.end)
 
 
+@functools.lru_cache(maxsize=1024)  # every acknowledgement to a group shows the same few dates
 def format_when(start: dt.datetime, end: dt.datetime) -> str:
     """'Tuesday 12 January 2027, 10:00 to 12:00' in Europe/London time."""
     s, e = start.astimezone(LONDON), end.astimezone(LONDON)
