@@ -1,12 +1,16 @@
 """Backlog benchmark: N interest emails through the whole pipeline, against the raw ceilings
 of each stage measured in the same run on the same data.
 
-    .venv/bin/python bench/ingest.py --n 5000 [--db URL] [--profile]
+    .venv/bin/python bench/ingest.py --n 5000 [--db URL] [--profile] [--peer-n N | --no-peer]
 
 Prints messages/s end to end (fetch, parse, classify, route, store, queue and send every
 acknowledgement to a real SMTP server), p50/p95 time per message, peak RSS of the worker
 process, and the stages alone: batched IMAP fetch, parsing, database writes, building and
 sending replies. "Serial ceiling" = 1 / (sum of the stages' per-message costs).
+
+Then the peer: django-helpdesk 2.6.1's IMAP import (`get_email`) of the same backlog (or its
+first --peer-n messages), from the same Dovecot, replying through the same SMTP server,
+straight after intake's run (bench/peer.py; its own virtualenv, made on first use).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.corpus import GROUP_ADDRESSES, make_corpus  # noqa: E402
 from bench.peak import status_kb, vm_hwm_kb  # noqa: E402
+from bench.peer import PeerRun, peer_python, run_peer  # noqa: E402
 from tests.servers.dovecot import Dovecot  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
 from tests.support.config import MailboxSpec, write_config  # noqa: E402
 
-PEER_MSGS_PER_S = 40.0  # django-helpdesk 2.6.1 get_email, as measured in ../shared/notes (not re-measured here)
+PEER_QUOTED_MSGS_PER_S = 40.0  # django-helpdesk 2.6.1 get_email in ../shared/notes: shown when --no-peer
 
 
 def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -50,6 +55,14 @@ def load_mailboxes(dovecot: Dovecot, corpus, tag: str) -> dict[str, str]:  # typ
     for code, datas in by_code.items():
         dovecot.append_many(users[code], "INBOX", datas)
     return users
+
+
+def load_peer_mailbox(dovecot: Dovecot, corpus, count: int, tag: str) -> str:  # type: ignore[no-untyped-def]
+    """The peer's one mailbox: the backlog's first `count` messages, in order (it has one queue)."""
+    user = dovecot.add_user(f"peer-bench-{tag}@example.org", "pw")
+    for start in range(0, count, 500):
+        dovecot.append_many(user, "INBOX", [data for _, data in corpus[start:min(count, start + 500)]])
+    return user
 
 
 def config_for(workdir: Path, dovecot: Dovecot, users: dict[str, str], smtp_port: int, db_url: str | None) -> Path:
@@ -258,12 +271,27 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def print_peer(peer: PeerRun | None, rate: float) -> None:
+    if peer is None:
+        print(f"  end to end / peer helpdesk ({PEER_QUOTED_MSGS_PER_S:.0f} msg/s, quoted, not measured): "
+              f"{rate / PEER_QUOTED_MSGS_PER_S:.1f}x")
+        return
+    print(f"  peer helpdesk (django-helpdesk 2.6.1 get_email, this run): {peer.msg_per_s:,.1f} msg/s "
+          f"({peer.messages} messages in {peer.seconds:.1f} s, CPU {peer.cpu_seconds / peer.messages * 1000:.2f} ms/msg; "
+          f"{peer.tickets} tickets, {peer.replies} replies accepted by SMTP)")
+    print(f"  end to end / peer helpdesk:         {rate / peer.msg_per_s:.1f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--db", help="database URL for the end-to-end run (default: a fresh SQLite file)")
     parser.add_argument("--profile", action="store_true", help="profile the end-to-end run with pyinstrument")
+    parser.add_argument("--peer-n", type=int, help="give the peer helpdesk only the first N messages (default: all)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer helpdesk (show the quoted figure)")
     args = parser.parse_args()
+    peer_n = 0 if args.no_peer else min(args.peer_n or args.n, args.n)
+    python = peer_python() if peer_n else None
 
     from intake.config import load_settings
 
@@ -274,6 +302,7 @@ def main() -> int:
             corpus = make_corpus(args.n)
             total_mb = sum(len(d) for _, d in corpus) / 1e6
             t_append, users = timed(load_mailboxes, dovecot, corpus, str(os.getpid()))
+            peer_user = load_peer_mailbox(dovecot, corpus, peer_n, str(os.getpid())) if peer_n else ""
             del corpus
             db_url = args.db or f"sqlite:///{workdir / 'e2e.db'}"
             config = config_for(workdir, dovecot, users, smtp.port, db_url)
@@ -291,6 +320,8 @@ def main() -> int:
             cpu_imap = group_cpu_seconds(dovecot.master_pid()) - cpu_before[1]
             acks = len(smtp.messages)
             times, polls_span, sends_span = per_message_times(db_url)
+            peer = (run_peer(python, imap_port=dovecot.port, user=peer_user, password="pw", smtp=smtp, messages=peer_n)
+                    if python is not None else None)
     finally:
         smtp.stop()
         dovecot.cleanup()
@@ -312,7 +343,7 @@ def main() -> int:
     print(f"  busy: worker {cpu_worker / t_e2e:.0%} of one core, its helpers {cpu_children / t_e2e:.0%}; "
           f"all of them {cpu_all / t_e2e / cores:.0%} of {cores} cores")
     print(f"  end to end / serial ceiling:        {rate / ceiling:.0%}")
-    print(f"  end to end / peer helpdesk ({PEER_MSGS_PER_S:.0f} msg/s, quoted): {rate / PEER_MSGS_PER_S:.1f}x")
+    print_peer(peer, rate)
     print(f"  from the first message stored: the last stored after {polls_span:.1f} s, the last ack sent after {sends_span:.1f} s")
     print(f"  per message: p50 {pct(times, 0.5) * 1000:.2f} ms, p95 {pct(times, 0.95) * 1000:.2f} ms")
     helper_peaks = ", ".join(f"{kind} {peak / 1024:.0f} MB ({count} process{'es' if count > 1 else ''})"
@@ -321,7 +352,8 @@ def main() -> int:
           f"worker and helpers at once {children.together_kb / 1024:.0f} MB (sampled every 50 ms)")
     print(json.dumps({"n": n, "msg_per_s": round(rate, 1), "ceiling": round(ceiling, 1), "fraction": round(rate / ceiling, 3),
                       "peak_rss_mb": round(peak_kb / 1024), "together_rss_mb": round(children.together_kb / 1024),
-                      "acks": acks}))
+                      "acks": acks, "peer_msg_per_s": round(peer.msg_per_s, 1) if peer else None,
+                      "times_peer": round(rate / peer.msg_per_s, 2) if peer and peer.msg_per_s else None}))
     return 0
 
 
