@@ -291,7 +291,13 @@ def main() -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip the peer helpdesk (show the quoted figure)")
     args = parser.parse_args()
     peer_n = 0 if args.no_peer else min(args.peer_n or args.n, args.n)
-    python = peer_python() if peer_n else None
+    python = None
+    if peer_n:
+        try:
+            python = peer_python()
+        except (OSError, subprocess.CalledProcessError) as exc:  # no PyPI here, say: the quoted figure instead
+            print(f"  (could not install the peer helpdesk: {exc}; comparing with the quoted figure)", flush=True)
+            peer_n = 0
 
     from intake.config import load_settings
 

@@ -230,7 +230,7 @@ def _parse_ahead(settings: Settings, mailbox: MailboxConfig, waiting: int) -> Pa
 class Prepared:
     """What the parse process read of a batch before the worker stores it, by content hash:
     each message's quick header look and its parse (both empty without the process; the
-    worker then reads each message itself). Entries are taken out as they are used."""
+    worker then reads each message itself). Parses are taken out as they are used."""
 
     headers: dict[str, QuickHeaders] = field(default_factory=dict)
     parsed: dict[str, ParseResult] = field(default_factory=dict)
