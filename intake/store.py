@@ -6,12 +6,13 @@ Every function takes the caller's Session: the caller owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import socket
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, event, func, or_, select, text, true, update
+from sqlalchemy import ColumnElement, LargeBinary, Update, bindparam, event, func, or_, select, text, true, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from intake.domain import Applicant, SourceRef
 from intake.models import (
     Application,
     ApplicationMessage,
+    Base,
     IdFloor,
     Message,
     MessageSource,
@@ -375,38 +377,84 @@ _BLOB_SLICE = 1024 * 1024
 
 
 class BlobWriter:
-    """Large BLOB values written to SQLite through an incremental blob handle.
+    """Large BLOB values written a slice at a time after the INSERT, in the same transaction
+    (a rolled-back savepoint takes them with it). Small values are bound as usual.
 
-    A bound 14 MB value is copied by SQLite (SQLITE_TRANSIENT) and the copy stays bound
-    to the cached INSERT statement until its next use, so it is still there while the
+    SQLite: a bound 14 MB value is copied by SQLite (SQLITE_TRANSIENT) and the copy stays
+    bound to the cached INSERT statement until its next use, so it is still there while the
     message's attachments are inserted: the copies add up to the worker's peak memory. A
-    large value is inserted as zeroblob(n) and then written a megabyte at a time, in the
-    same transaction (a rolled-back savepoint takes it with it). Other databases, and
-    small values, are bound as usual."""
+    large value is inserted as zeroblob(n) and written through an incremental blob handle,
+    a megabyte at a time.
+
+    PostgreSQL: psycopg2 sends a bound `bytea` as escaped text inside the statement, about
+    twice its size, and builds that text more than once: a 14 MB message took the worker from
+    150 to 245 MB. A large value is inserted empty, sent in slices to a temporary table and
+    joined into its row on the server."""
 
     def __init__(self, session: Session):
         self.session = session
         self.pending: list[tuple[object, str, bytes]] = []
-        self.sqlite = session.get_bind().dialect.name == "sqlite"
+        self.dialect = session.get_bind().dialect.name
+
+    @property
+    def sqlite(self) -> bool:
+        return self.dialect == "sqlite"
 
     def value(self, row: object, table: str, data: bytes) -> bytes | ColumnElement[bytes]:
         """What to assign to the row's `data` now."""
-        if not self.sqlite or len(data) < LARGE_BLOB:
+        if len(data) < LARGE_BLOB or self.dialect not in ("sqlite", "postgresql"):
             return data
         self.pending.append((row, table, data))
-        return func.zeroblob(len(data))
+        # A SQL expression, not a value: after the flush the ORM reads the column again if
+        # anyone asks for it, instead of keeping a placeholder.
+        return func.zeroblob(len(data)) if self.sqlite else func.decode("", "hex")
 
     def write(self) -> None:
         """After the flush that inserted the rows: fill in the large values."""
         if not self.pending:
             return
+        if self.sqlite:
+            self._write_sqlite()
+        else:
+            self._append_postgresql()
+        self.pending.clear()
+
+    def _write_sqlite(self) -> None:
         driver = self.session.connection().connection.driver_connection
         for row, table, data in self.pending:
             view = memoryview(data)
             with driver.blobopen(table, "data", _rowid(row)) as blob:  # type: ignore[union-attr]
                 for start in range(0, len(view), _BLOB_SLICE):
                     blob.write(view[start:start + _BLOB_SLICE])
-        self.pending.clear()
+
+    def _append_postgresql(self) -> None:
+        # The slices go to a temporary table (not WAL-logged, emptied at commit) and are
+        # joined into the row by one UPDATE: appending them to the row one by one
+        # (`data || slice`) rewrote the growing value each time, which cost a backlog with
+        # 10 MB attachments about a tenth of its speed.
+        connection = self.session.connection()
+        connection.execute(_PARTS_TABLE)
+        for row, table, data in self.pending:
+            for seq, start in enumerate(range(0, len(data), _BLOB_SLICE)):  # one slice in memory at a time
+                connection.execute(_PARTS_INSERT, {"b_seq": seq, "b_slice": data[start:start + _BLOB_SLICE]})
+            connection.execute(_joined_statement(table), {"b_key": _rowid(row)})
+            connection.execute(_PARTS_CLEAR)
+
+
+_PARTS_TABLE = text("CREATE TEMPORARY TABLE IF NOT EXISTS intake_blob_parts (seq integer, data bytea) "
+                    "ON COMMIT DELETE ROWS")
+_PARTS_INSERT = text("INSERT INTO intake_blob_parts (seq, data) VALUES (:b_seq, :b_slice)").bindparams(
+    bindparam("b_slice", type_=LargeBinary))
+_PARTS_CLEAR = text("DELETE FROM intake_blob_parts")
+
+
+@functools.cache
+def _joined_statement(table_name: str) -> Update:
+    """UPDATE table SET data = (the parts, in order) WHERE <primary key> = :b_key"""
+    table = Base.metadata.tables[table_name]
+    (key,) = table.primary_key.columns
+    joined = text("(SELECT string_agg(data, ''::bytea ORDER BY seq) FROM intake_blob_parts)")
+    return update(table).where(key == bindparam("b_key")).values(data=joined)
 
 
 def expire_after_flush(session: Session, rows: Sequence[object], attributes: list[str]) -> None:
