@@ -280,6 +280,8 @@ def print_peer(peer: PeerRun | None, rate: float) -> None:
           f"({peer.messages} messages in {peer.seconds:.1f} s, CPU {peer.cpu_seconds / peer.messages * 1000:.2f} ms/msg; "
           f"{peer.tickets} tickets, {peer.replies} replies accepted by SMTP)")
     print(f"  end to end / peer helpdesk:         {rate / peer.msg_per_s:.1f}x")
+    if peer.tickets != peer.messages or peer.replies != peer.messages:
+        print("  (the peer did not make a ticket and a reply for every message: the ratio is not like for like)")
 
 
 def main() -> int:

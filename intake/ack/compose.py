@@ -121,10 +121,9 @@ def _multipart(head: bytes, boundary: str, parts: Sequence[bytes]) -> bytes:
 
 def _multipart_head(subtype: str, boundary: str) -> bytes:
     """Content-Type (with the boundary) and MIME-Version, folded as the generator folds them."""
-    folded = _multipart_head_with(subtype, _STAND_IN)
     if len(boundary) != len(_STAND_IN):  # not one of ours: fold it as it is
         return _multipart_head_with(subtype, boundary)
-    return folded.replace(_STAND_IN.encode("ascii"), boundary.encode("ascii"), 1)
+    return _multipart_head_with(subtype, _STAND_IN).replace(_STAND_IN.encode("ascii"), boundary.encode("ascii"), 1)
 
 
 # The Content-Type line with a boundary is too long for _Compat32's short cut, and the full
