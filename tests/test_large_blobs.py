@@ -6,7 +6,6 @@ whatever the size's remainder."""
 from __future__ import annotations
 
 import random
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,7 @@ from intake.crypto import RawCipher
 from intake.db import make_engine, make_sessionmaker
 from intake.models import Message
 from tests.support.config import MailboxSpec, write_config
-
-
-def _mail(i: int, attachment: bytes) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f"Sam Taylor {i} <sam.{i}@example.nhs.uk>"
-    msg["To"] = "swig@example.org"
-    msg["Subject"] = f"Expression of interest {i}"
-    msg["Message-ID"] = f"<blob-{i}@example.nhs.uk>"
-    msg.set_content("Hello,\n\nI would like to join. My portfolio is attached.\n")
-    msg.add_attachment(attachment, maintype="application", subtype="pdf", filename=f"portfolio-{i}.pdf")
-    return msg.as_bytes()
+from tests.support.mail import make_mail
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted at rest"])
@@ -42,7 +31,9 @@ def test_large_messages_and_attachments_read_back_as_they_arrived(tmp_path: Path
     # and one just under the size that is written this way.
     sizes = [slice_size + 1, 3 * slice_size + 12_345, 2 * slice_size, store.LARGE_BLOB - 1000]
     attachments = [rng.randbytes(size) for size in sizes]
-    mails = [_mail(i, data) for i, data in enumerate(attachments)]
+    mails = [make_mail(from_=f"Sam Taylor {i} <sam.{i}@example.nhs.uk>", subject=f"Expression of interest {i}",
+                       message_id=f"<blob-{i}@example.nhs.uk>", attachment=(f"portfolio-{i}.pdf", data))
+             for i, data in enumerate(attachments)]
     user, password = mail_account()
     dovecot.append_many(user, "INBOX", mails)
     extra: dict = {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import sys
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,11 @@ MAIL = Path(__file__).parent / "mail"
 
 
 def _with_attachment(i: int, size: int) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f"=?utf-8?q?Zo=C3=AB_=C3=93_Briain_{i}?= <zoe.{i}@example.nhs.uk>"
-    msg["To"] = "swig@example.org"
-    msg["Subject"] = f"Expression of interest {i} with my CV"
-    msg["Message-ID"] = f"<cv-{i}@example.nhs.uk>"
-    msg.set_content(f"Hello,\n\nI would like to join. My CV is attached.\n\nZoë {i}\n")
-    msg.add_alternative(f"<p>Hello,</p><p>I would like to <b>join</b>.</p><p>Zoë {i}</p>", subtype="html")
-    msg.add_attachment(bytes(range(256)) * (size // 256), maintype="application", subtype="pdf", filename=f"cv-{i}.pdf")
-    return msg.as_bytes()
+    return make_mail(from_=f"=?utf-8?q?Zo=C3=AB_=C3=93_Briain_{i}?= <zoe.{i}@example.nhs.uk>",
+                     subject=f"Expression of interest {i} with my CV", message_id=f"<cv-{i}@example.nhs.uk>",
+                     body=f"Hello,\n\nI would like to join. My CV is attached.\n\nZoë {i}\n",
+                     html=f"<p>Hello,</p><p>I would like to <b>join</b>.</p><p>Zoë {i}</p>",
+                     attachment=(f"cv-{i}.pdf", bytes(range(256)) * (size // 256)))
 
 
 @functools.cache  # the same bytes for every run of a test: they are compared by content hash

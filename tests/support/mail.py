@@ -20,7 +20,10 @@ def make_mail(
     date: dt.datetime | None = None,
     headers: dict[str, str] | None = None,
     cc: str | None = None,
+    html: str | None = None,
+    attachment: tuple[str, bytes] | None = None,
 ) -> bytes:
+    """`html`: an HTML alternative to the text; `attachment`: (file name, bytes), a PDF."""
     msg = EmailMessage()
     msg["From"] = from_
     msg["To"] = to
@@ -32,4 +35,9 @@ def make_mail(
     for key, value in (headers or {}).items():
         msg[key] = value
     msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    if attachment is not None:
+        filename, data = attachment
+        msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
     return msg.as_bytes()
